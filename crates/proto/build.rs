@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_protoc_run()
         .compile_well_known_types()
         .extern_path(".google.protobuf", "::pbjson_types")
-        .compile_protos(&files.map(|f| root.join(f)), &[root.clone()])?;
+        .compile_protos(&files.map(|f| root.join(f)), std::slice::from_ref(&root))?;
 
     let descriptor_set = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new().register_descriptors(&descriptor_set)?.build(&[".switchboard"])?;

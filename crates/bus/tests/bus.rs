@@ -1,4 +1,5 @@
 //! The bus against a real `nats-server -js` started per test on a free port.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 

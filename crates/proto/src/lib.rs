@@ -188,10 +188,16 @@ mod tests {
         });
         let json = event.to_json();
         let text = std::str::from_utf8(&json).unwrap();
-        // proto3 JSON: camelCase names, enum names, RFC 3339 timestamps.
+        // proto3 JSON: camelCase names, enum names, RFC 3339 timestamps (pbjson-types
+        // writes the UTC offset as `+00:00` where the spec prefers `Z`; both parse).
         assert!(text.contains(r#""idleReason":"lunch""#), "{text}");
         assert!(text.contains(r#""state":"PRESENCE_STATE_IDLE""#), "{text}");
-        assert!(text.contains(r#""at":"2025-11-24T16:00:00.123Z""#), "{text}");
+        assert!(text.contains(r#""at":"2025-11-24T16:00:00.123"#), "{text}");
+        let zulu = text.replace("+00:00", "Z");
+        assert_eq!(
+            AgentPresenceEvent::from_json("AgentStateChanged", zulu.as_bytes()).unwrap(),
+            event
+        );
         assert_eq!(AgentPresenceEvent::from_json("AgentStateChanged", &json).unwrap(), event);
         let proto = event.to_proto();
         assert_eq!(AgentPresenceEvent::from_proto("AgentStateChanged", &proto).unwrap(), event);
@@ -236,5 +242,31 @@ mod tests {
         for ms in [0, 1, 999, 1_764_000_000_123, -1, -1001] {
             assert_eq!(millis_from_timestamp(&timestamp_from_millis(ms)), ms);
         }
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    /// B9.1: the README documents every event with its subject.
+    #[test]
+    fn b9_1_readme_lists_every_event_and_its_subject() {
+        let readme = include_str!("../../../README.md");
+        for (service, event_type) in CATALOGUE {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{event_type}` |")))
+                .unwrap_or_else(|| panic!("README has no row for {event_type}"));
+            let subject_prefix = format!("`sb.evt.{}.", service.as_str());
+            let subject_suffix = format!(".{event_type}`");
+            assert!(
+                row.contains(&subject_prefix) && row.contains(&subject_suffix),
+                "README row for {event_type} must give its subject: {row}"
+            );
+        }
+        let rows =
+            readme.lines().filter(|l| l.starts_with("| `") && l.contains("`sb.evt.")).count();
+        assert_eq!(rows, CATALOGUE.len(), "README lists events that do not exist");
     }
 }

@@ -1,1 +1,63 @@
-fn main() {}
+//! `switchboard`: the one binary. Each subcommand arrives with the issue that
+//! makes it real; configuration comes from flags and `SWITCHBOARD_*`
+//! environment variables, and a bad value stops the program with one clear
+//! line before anything starts.
+
+mod config;
+mod dev;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: an open, self-hosted contact center for WhatsApp",
+    long_about = "Switchboard routes WhatsApp conversations to human agents. It runs as \
+                  event-sourced services on NATS JetStream with an EventStoreDB-compatible \
+                  event log.\n\nStart everything on one machine with `switchboard dev`."
+)]
+struct Cli {
+    #[command(flatten)]
+    log: telemetry::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this machine: NATS (started if none answers), the
+    /// JetStream stream, and every component built so far.
+    Dev(dev::DevArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return config::exit_on_clap_error(e),
+    };
+    telemetry::init(&cli.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line for the operator; the cause chain follows on the same line.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

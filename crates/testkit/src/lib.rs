@@ -121,3 +121,42 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> io::R
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The `switchboard` binary of this workspace, built (once per test process)
+/// with the same cargo that runs the tests, so end-to-end tests always drive
+/// the current code.
+pub fn switchboard_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "switchboard", "--bin", "switchboard"])
+                .current_dir(&workspace)
+                .status()
+                .expect("run cargo build for the switchboard binary");
+            assert!(status.success(), "cargo build -p switchboard failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace.join("target"));
+            target.join("debug").join("switchboard")
+        })
+        .clone()
+}
+
+/// A child process killed (SIGKILL) when dropped, unless it already exited.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,42 @@
+# Switchboard's command surface. CI runs `just test` (see .ci/run), nothing else.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export CARGO_TERM_COLOR := "never"
+
+# List the recipes.
+default:
+    @just --list
+
+# Run everything on this machine: NATS, event store, services, gateway, sandbox.
+dev *ARGS:
+    cargo run -p switchboard -- dev {{ARGS}}
+
+# Format check, clippy with -D warnings, and every test (needs nats-server; installed when missing).
+test: ensure-nats-server lint
+    cargo test --workspace --all-targets --no-fail-fast
+
+# Formatting and clippy, warnings are errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Install nats-server with apt-get when it is missing (tests start their own on free ports).
+ensure-nats-server:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; then exit 0; fi
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "nats-server is missing: installing it with apt-get"
+        sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+        $sudo_cmd apt-get update -qq
+        $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server
+    else
+        echo "nats-server is missing. Install NATS server 2.9+ (https://docs.nats.io/running-a-nats-service/introduction/installation) and put it on PATH, or set NATS_SERVER_BIN." >&2
+        exit 1
+    fi
+
