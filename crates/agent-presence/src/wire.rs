@@ -1,0 +1,370 @@
+//! Domain types <-> the `switchboard.v1` contract (`proto/agent_presence.proto`).
+//!
+//! Decoding never panics: a missing or invalid field is a [`WireError`], which
+//! the service answers as an `ERROR_KIND_INVALID` [`v1::CommandError`] (for
+//! commands) or reports as a corrupt event (for the log).
+//!
+//! Proto events carry the agent id; domain events do not (the aggregate is the
+//! agent), so encoding takes it as an argument and decoding returns it.
+
+use sb_proto::v1;
+use sb_proto::{AgentPresenceEvent, millis_from_timestamp, timestamp_from_millis};
+
+use crate::domain::{
+    Actor, Agent, AgentId, Choice, Command, ConversationId, Error, ErrorKind, Event, OfferId,
+    Presence, PresenceKind, Profile, Release, ReleaseCause, SupervisorId,
+};
+
+/// A proto message that does not make a valid domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("field `{0}` is required")]
+    Missing(&'static str),
+    #[error("field `{field}` is invalid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl WireError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            WireError::Missing(_) => "missing_field",
+            WireError::Invalid { .. } => "invalid_field",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Invalid
+    }
+
+    pub fn to_proto(&self) -> v1::CommandError {
+        v1::CommandError {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            kind: error_kind_to_proto(self.kind()) as i32,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> WireError {
+    WireError::Invalid { field, reason: reason.into() }
+}
+
+pub fn error_kind_to_proto(kind: ErrorKind) -> v1::ErrorKind {
+    match kind {
+        ErrorKind::Invalid => v1::ErrorKind::Invalid,
+        ErrorKind::NotFound => v1::ErrorKind::NotFound,
+        ErrorKind::Conflict => v1::ErrorKind::Conflict,
+        ErrorKind::Rule => v1::ErrorKind::Rule,
+        ErrorKind::Forbidden => v1::ErrorKind::Forbidden,
+    }
+}
+
+/// A domain refusal as the command reply's error.
+pub fn error_to_proto(error: &Error) -> v1::CommandError {
+    v1::CommandError {
+        code: error.code().to_owned(),
+        message: error.to_string(),
+        kind: error_kind_to_proto(error.kind()) as i32,
+    }
+}
+
+// ---- small pieces --------------------------------------------------------------
+
+fn id<T>(field: &'static str, value: &str, make: fn(String) -> T) -> Result<T, WireError> {
+    if value.trim().is_empty() {
+        Err(WireError::Missing(field))
+    } else {
+        Ok(make(value.to_owned()))
+    }
+}
+
+fn at_to_proto(ms: i64) -> Option<sb_proto::Timestamp> {
+    Some(timestamp_from_millis(ms))
+}
+
+fn at_from_proto(field: &'static str, at: Option<&sb_proto::Timestamp>) -> Result<i64, WireError> {
+    at.map(millis_from_timestamp).ok_or(WireError::Missing(field))
+}
+
+pub fn actor_to_proto(actor: &Actor) -> v1::Actor {
+    match actor {
+        Actor::Agent(id) => v1::Actor { kind: v1::ActorKind::Agent as i32, id: id.0.clone() },
+        Actor::Supervisor(id) => {
+            v1::Actor { kind: v1::ActorKind::Supervisor as i32, id: id.0.clone() }
+        }
+        Actor::System => v1::Actor { kind: v1::ActorKind::System as i32, id: String::new() },
+    }
+}
+
+pub fn actor_from_proto(actor: Option<&v1::Actor>) -> Result<Actor, WireError> {
+    let actor = actor.ok_or(WireError::Missing("by"))?;
+    match v1::ActorKind::try_from(actor.kind) {
+        Ok(v1::ActorKind::Agent) => id("by.id", &actor.id, AgentId).map(Actor::Agent),
+        Ok(v1::ActorKind::Supervisor) => {
+            id("by.id", &actor.id, SupervisorId).map(Actor::Supervisor)
+        }
+        Ok(v1::ActorKind::System) => Ok(Actor::System),
+        Ok(v1::ActorKind::Unspecified) => Err(WireError::Missing("by.kind")),
+        Err(_) => Err(invalid("by.kind", format!("unknown actor kind {}", actor.kind))),
+    }
+}
+
+fn presence_to_proto(presence: &Presence) -> (v1::PresenceState, String) {
+    match presence {
+        Presence::LoggedOut => (v1::PresenceState::LoggedOut, String::new()),
+        Presence::Idle(reason) => (v1::PresenceState::Idle, reason.clone()),
+        Presence::Available => (v1::PresenceState::Available, String::new()),
+        Presence::Rona => (v1::PresenceState::Rona, String::new()),
+    }
+}
+
+fn kind_to_proto(kind: PresenceKind) -> v1::PresenceState {
+    match kind {
+        PresenceKind::LoggedOut => v1::PresenceState::LoggedOut,
+        PresenceKind::Idle => v1::PresenceState::Idle,
+        PresenceKind::Available => v1::PresenceState::Available,
+        PresenceKind::Rona => v1::PresenceState::Rona,
+    }
+}
+
+fn presence_from_proto(
+    field: &'static str,
+    state: i32,
+    idle_reason: &str,
+) -> Result<Presence, WireError> {
+    match v1::PresenceState::try_from(state) {
+        Ok(v1::PresenceState::LoggedOut) => Ok(Presence::LoggedOut),
+        Ok(v1::PresenceState::Idle) => Ok(Presence::Idle(idle_reason.to_owned())),
+        Ok(v1::PresenceState::Available) => Ok(Presence::Available),
+        Ok(v1::PresenceState::Rona) => Ok(Presence::Rona),
+        Ok(v1::PresenceState::Unspecified) => Err(WireError::Missing(field)),
+        Err(_) => Err(invalid(field, format!("unknown presence state {state}"))),
+    }
+}
+
+// ---- events ----------------------------------------------------------------------
+
+/// Encode a domain event of agent `agent` for the log and the bus.
+pub fn event_to_proto(agent: &AgentId, event: &Event) -> AgentPresenceEvent {
+    let agent_id = agent.0.clone();
+    match event {
+        Event::AgentRegistered { agent_id: registered, name, capacity, skills, by, at_ms } => {
+            v1::AgentRegistered {
+                agent_id: registered.0.clone(),
+                name: name.clone(),
+                capacity: *capacity,
+                skills: skills.clone(),
+                by: Some(actor_to_proto(by)),
+                at: at_to_proto(*at_ms),
+            }
+            .into()
+        }
+        Event::AgentProfileUpdated { name, capacity, skills, by, at_ms } => {
+            v1::AgentProfileUpdated {
+                agent_id,
+                name: name.clone(),
+                capacity: *capacity,
+                skills: skills.clone(),
+                by: Some(actor_to_proto(by)),
+                at: at_to_proto(*at_ms),
+            }
+            .into()
+        }
+        Event::StateChanged { from, to, by, at_ms } => {
+            let (state, idle_reason) = presence_to_proto(to);
+            let previous_state = kind_to_proto(*from);
+            v1::AgentStateChanged {
+                agent_id,
+                state: state as i32,
+                idle_reason,
+                previous_state: previous_state as i32,
+                by: Some(actor_to_proto(by)),
+                at: at_to_proto(*at_ms),
+            }
+            .into()
+        }
+        Event::SlotReserved { conversation_id, offer_id, at_ms } => v1::SlotReserved {
+            agent_id,
+            conversation_id: conversation_id.0.clone(),
+            offer_id: offer_id.0.clone(),
+            at: at_to_proto(*at_ms),
+        }
+        .into(),
+        Event::SlotReleased { conversation_id, offer_id, cause, at_ms } => v1::SlotReleased {
+            agent_id,
+            conversation_id: conversation_id.0.clone(),
+            offer_id: offer_id.0.clone(),
+            cause: cause.as_str().to_owned(),
+            at: at_to_proto(*at_ms),
+        }
+        .into(),
+    }
+}
+
+/// Decode an event from the log or the bus.
+pub fn event_from_proto(event: &AgentPresenceEvent) -> Result<(AgentId, Event), WireError> {
+    match event {
+        AgentPresenceEvent::AgentRegistered(e) => {
+            let agent_id = id("agent_id", &e.agent_id, AgentId)?;
+            Ok((
+                agent_id.clone(),
+                Event::AgentRegistered {
+                    agent_id,
+                    name: e.name.clone(),
+                    capacity: e.capacity,
+                    skills: e.skills.clone(),
+                    by: actor_from_proto(e.by.as_ref())?,
+                    at_ms: at_from_proto("at", e.at.as_ref())?,
+                },
+            ))
+        }
+        AgentPresenceEvent::AgentProfileUpdated(e) => Ok((
+            id("agent_id", &e.agent_id, AgentId)?,
+            Event::AgentProfileUpdated {
+                name: e.name.clone(),
+                capacity: e.capacity,
+                skills: e.skills.clone(),
+                by: actor_from_proto(e.by.as_ref())?,
+                at_ms: at_from_proto("at", e.at.as_ref())?,
+            },
+        )),
+        AgentPresenceEvent::AgentStateChanged(e) => Ok((
+            id("agent_id", &e.agent_id, AgentId)?,
+            Event::StateChanged {
+                from: presence_from_proto("previous_state", e.previous_state, "")?.kind(),
+                to: presence_from_proto("state", e.state, &e.idle_reason)?,
+                by: actor_from_proto(e.by.as_ref())?,
+                at_ms: at_from_proto("at", e.at.as_ref())?,
+            },
+        )),
+        AgentPresenceEvent::SlotReserved(e) => Ok((
+            id("agent_id", &e.agent_id, AgentId)?,
+            Event::SlotReserved {
+                conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
+                offer_id: id("offer_id", &e.offer_id, OfferId)?,
+                at_ms: at_from_proto("at", e.at.as_ref())?,
+            },
+        )),
+        AgentPresenceEvent::SlotReleased(e) => Ok((
+            id("agent_id", &e.agent_id, AgentId)?,
+            Event::SlotReleased {
+                conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
+                offer_id: id("offer_id", &e.offer_id, OfferId)?,
+                cause: ReleaseCause::parse(&e.cause)
+                    .ok_or_else(|| invalid("cause", format!("unknown cause `{}`", e.cause)))?,
+                at_ms: at_from_proto("at", e.at.as_ref())?,
+            },
+        )),
+    }
+}
+
+// ---- commands ----------------------------------------------------------------------
+//
+// Proto commands carry no time: the service passes its clock's `now_ms`.
+
+/// verb `register`. A capacity of 0 means the default.
+pub fn register_from_proto(
+    msg: &v1::RegisterAgent,
+    now_ms: i64,
+) -> Result<(AgentId, Command), WireError> {
+    let agent_id = id("agent_id", &msg.agent_id, AgentId)?;
+    let command = Command::Register {
+        agent_id: agent_id.clone(),
+        profile: Profile {
+            name: msg.name.clone(),
+            capacity: (msg.capacity != 0).then_some(msg.capacity),
+            skills: msg.skills.clone(),
+        },
+        by: actor_from_proto(msg.by.as_ref())?,
+        now_ms,
+    };
+    Ok((agent_id, command))
+}
+
+/// verb `change-state`. `PRESENCE_STATE_RONA` becomes [`Command::EnterRona`]
+/// (without an offer id) and is accepted from the system only.
+pub fn change_state_from_proto(
+    msg: &v1::ChangeAgentState,
+    now_ms: i64,
+) -> Result<(AgentId, Command), WireError> {
+    let agent_id = id("agent_id", &msg.agent_id, AgentId)?;
+    let by = actor_from_proto(msg.by.as_ref())?;
+    let to = match presence_from_proto("state", msg.state, &msg.idle_reason)? {
+        Presence::LoggedOut => Choice::LoggedOut,
+        Presence::Idle(reason) => Choice::Idle(reason),
+        Presence::Available => Choice::Available,
+        Presence::Rona if by == Actor::System => {
+            return Ok((agent_id, Command::EnterRona { offer_id: None, now_ms }));
+        }
+        Presence::Rona => {
+            return Err(invalid("state", "RONA is entered only by the system (B2.2)"));
+        }
+    };
+    Ok((agent_id, Command::ChangeState { to, by, now_ms }))
+}
+
+/// verb `reserve-slot`. Also returns the agent stream version routing decided
+/// on (`None` for "any", i.e. a negative `expected_version`).
+pub fn reserve_slot_from_proto(
+    msg: &v1::ReserveSlot,
+    now_ms: i64,
+) -> Result<(AgentId, Command, Option<u64>), WireError> {
+    let agent_id = id("agent_id", &msg.agent_id, AgentId)?;
+    let command = Command::ReserveSlot {
+        conversation_id: id("conversation_id", &msg.conversation_id, ConversationId)?,
+        offer_id: id("offer_id", &msg.offer_id, OfferId)?,
+        now_ms,
+    };
+    Ok((agent_id, command, u64::try_from(msg.expected_version).ok()))
+}
+
+/// verb `release-slot`. With an offer id it releases that offer's holding
+/// (cause `offer_withdrawn`, also the default for an empty cause); with cause
+/// `wrapup_submitted` and no offer id it releases the oldest holding for the
+/// conversation.
+pub fn release_slot_from_proto(
+    msg: &v1::ReleaseSlot,
+    now_ms: i64,
+) -> Result<(AgentId, Command), WireError> {
+    let agent_id = id("agent_id", &msg.agent_id, AgentId)?;
+    let cause = if msg.cause.is_empty() {
+        ReleaseCause::OfferWithdrawn
+    } else {
+        ReleaseCause::parse(&msg.cause)
+            .ok_or_else(|| invalid("cause", format!("unknown cause `{}`", msg.cause)))?
+    };
+    let release = match cause {
+        ReleaseCause::OfferWithdrawn => Release::Offer(id("offer_id", &msg.offer_id, OfferId)?),
+        ReleaseCause::WrapupSubmitted => {
+            if !msg.offer_id.is_empty() {
+                return Err(invalid(
+                    "offer_id",
+                    "a wrap-up release names the conversation, not an offer",
+                ));
+            }
+            Release::Wrapup(id("conversation_id", &msg.conversation_id, ConversationId)?)
+        }
+    };
+    Ok((agent_id, Command::ReleaseSlot { release, now_ms }))
+}
+
+// ---- state ---------------------------------------------------------------------------
+
+/// The command reply and list entry for an agent. `version` is the agent
+/// stream version after its last event.
+pub fn agent_to_proto(agent: &Agent, version: i64) -> v1::AgentPresence {
+    let (state, idle_reason) = presence_to_proto(&agent.presence);
+    v1::AgentPresence {
+        agent_id: agent.id.0.clone(),
+        name: agent.name.clone(),
+        capacity: agent.capacity,
+        skills: agent.skills.clone(),
+        state: state as i32,
+        idle_reason,
+        state_since: at_to_proto(agent.state_since_ms),
+        slots_used: agent.slots_used(),
+        slot_conversation_ids: agent.slot_conversation_ids().map(|c| c.0.clone()).collect(),
+        version,
+        idle_since: at_to_proto(agent.idle_since_ms),
+    }
+}
