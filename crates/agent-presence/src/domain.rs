@@ -196,7 +196,9 @@ pub enum Command {
     Register { agent_id: AgentId, profile: Profile, by: Actor, now_ms: i64 },
     /// Choose LoggedOut / Idle(reason) / Available, from any state (B1.1). The
     /// system may choose LoggedOut or Idle (lost session, B1.5) but never
-    /// Available. Choosing the current state again changes nothing.
+    /// Available, and never for an agent in RONA: nothing but a person's choice
+    /// takes an agent out of RONA (B2.3). Choosing the current state again
+    /// changes nothing.
     ChangeState { to: Choice, by: Actor, now_ms: i64 },
     /// An offer expired (B2.2): routing, as the system, moves an `Available`
     /// agent to RONA. When `offer_id` still holds a slot it is released in the
@@ -297,6 +299,8 @@ pub enum Error {
     NotYourAgent,
     #[error("only the agent or a supervisor makes an agent Available (B1.1)")]
     SystemCannotMakeAvailable,
+    #[error("only the agent or a supervisor takes an agent out of RONA (B2.3)")]
+    RonaLeftOnlyByChoice,
     #[error("the agent is {0}, not available: it takes no offers")]
     AgentNotAvailable(&'static str),
     #[error("the agent has no free chat slot ({used} of {capacity} in use)")]
@@ -318,6 +322,7 @@ impl Error {
             Error::SupervisorOnly => "supervisor_only",
             Error::NotYourAgent => "not_your_agent",
             Error::SystemCannotMakeAvailable => "system_cannot_make_available",
+            Error::RonaLeftOnlyByChoice => "rona_left_only_by_choice",
             Error::AgentNotAvailable(_) => "agent_not_available",
             Error::NoFreeSlot { .. } => "no_free_slot",
             Error::OfferIdReused(_) => "offer_id_reused",
@@ -335,7 +340,7 @@ impl Error {
             Error::AgentNotAvailable(_) | Error::NoFreeSlot { .. } | Error::OfferIdReused(_) => {
                 ErrorKind::Conflict
             }
-            Error::SystemCannotMakeAvailable => ErrorKind::Rule,
+            Error::SystemCannotMakeAvailable | Error::RonaLeftOnlyByChoice => ErrorKind::Rule,
             Error::SupervisorOnly | Error::NotYourAgent => ErrorKind::Forbidden,
         }
     }
@@ -458,6 +463,9 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 Actor::Agent(id) if id != &agent.id => return Err(Error::NotYourAgent),
                 Actor::System if *to == Choice::Available => {
                     return Err(Error::SystemCannotMakeAvailable);
+                }
+                Actor::System if agent.presence == Presence::Rona => {
+                    return Err(Error::RonaLeftOnlyByChoice);
                 }
                 _ => {}
             }

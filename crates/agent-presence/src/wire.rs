@@ -231,8 +231,8 @@ pub fn event_from_proto(event: &AgentPresenceEvent) -> Result<(AgentId, Event), 
         AgentPresenceEvent::AgentStateChanged(e) => Ok((
             id("agent_id", &e.agent_id, AgentId)?,
             Event::StateChanged {
-                from: presence_from_proto("previous_state", e.previous_state, "")?.kind(),
                 to: presence_from_proto("state", e.state, &e.idle_reason)?,
+                from: presence_from_proto("previous_state", e.previous_state, "")?.kind(),
                 by: actor_from_proto(e.by.as_ref())?,
                 at_ms: at_from_proto("at", e.at.as_ref())?,
             },

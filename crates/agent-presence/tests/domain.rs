@@ -280,6 +280,12 @@ fn b2_3_rona_left_only_by_explicit_change() {
     given(base.clone())
         .when(choose(Choice::Available, Actor::System, T0 + 5))
         .then_error("system_cannot_make_available", ErrorKind::Rule);
+    // … nor move it to Idle or LoggedOut (a lost session leaves it in RONA) …
+    for to in [Choice::Idle(IDLE_REASON_DISCONNECTED.into()), Choice::LoggedOut] {
+        given(base.clone())
+            .when(choose(to, Actor::System, T0 + 5))
+            .then_error("rona_left_only_by_choice", ErrorKind::Rule);
+    }
     // … the agent can.
     given(base).when(choose(Choice::Available, me(), T0 + 5)).then([changed(
         PresenceKind::Rona,
