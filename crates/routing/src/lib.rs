@@ -1,0 +1,6 @@
+//! The routing service. `config` is the queue and entry-point aggregate
+//! (stream `config-queues`); `decision` is the pure choice of who gets which
+//! waiting conversation (B3.2, B3.3, B3.5). Both are free of I/O.
+
+pub mod config;
+pub mod decision;
