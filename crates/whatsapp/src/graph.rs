@@ -257,6 +257,39 @@ impl GraphClient {
     }
 }
 
+impl GraphClient {
+    /// [`send_text`](Self::send_text), retried on retryable errors after the
+    /// delays of `policy`; `random` supplies the jitter (`rand::random` in
+    /// production, a constant in tests). Returns the last error when the
+    /// policy gives up.
+    ///
+    /// A network error after the request left can mean Meta accepted it: a
+    /// retry may then send the message twice. Meta offers no idempotency key
+    /// for sends, so this is the price of not losing messages.
+    pub async fn send_text_retrying(
+        &self,
+        phone_number_id: &str,
+        msg: &OutboundText,
+        policy: &RetryPolicy,
+        mut random: impl FnMut() -> f64 + Send,
+    ) -> Result<SendReceipt, SendError> {
+        let mut attempt = 0;
+        loop {
+            match self.send_text(phone_number_id, msg).await {
+                Ok(receipt) => return Ok(receipt),
+                Err(error) => match policy.delay_after(&error, attempt, random()) {
+                    Some(delay) => {
+                        tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "send failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    None => return Err(error),
+                },
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct ReceiptBody {
     #[serde(default)]

@@ -15,6 +15,7 @@
 //! | `GET /sandbox/outbox` | JSON list of accepted sends ([`OutboxEntry`]), oldest first |
 //! | `DELETE /sandbox/outbox` | clears it |
 //! | `POST /sandbox/fail-next` `{"code":131047}` | the next valid send fails with Meta's error for that code; `"async":true` accepts it and posts a `failed` status instead; `"http_status"` overrides the status |
+//! | `GET /sandbox/webhooks` | JSON list of status webhook attempts ([`WebhookAttempt`]) and their outcome |
 //! | `GET /healthz` | `ok` |
 
 use std::collections::VecDeque;
@@ -52,6 +53,15 @@ pub const MAX_OUTBOX_ENTRIES: usize = 10_000;
 
 /// Queued fail-next requests at most.
 pub const MAX_FAIL_NEXT: usize = 100;
+
+/// The webhook attempt log keeps the newest entries only.
+pub const MAX_WEBHOOK_LOG_ENTRIES: usize = 10_000;
+
+/// A status webhook that is not answered 200 is tried this many times in all.
+pub const STATUS_WEBHOOK_ATTEMPTS: u32 = 3;
+
+/// Pause before the first retry of a status webhook; doubles after each.
+const STATUS_WEBHOOK_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// Largest send request accepted.
 pub const MAX_SEND_BODY_BYTES: usize = 1024 * 1024;
@@ -139,10 +149,25 @@ pub struct FailNext {
     pub asynchronous: bool,
 }
 
+/// One attempt to post a status webhook, as `GET /sandbox/webhooks` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttempt {
+    /// The wamid the status is about.
+    pub whatsapp_message_id: String,
+    /// `sent`, `delivered`, `read`, `failed`.
+    pub status: String,
+    /// 1-based.
+    pub attempt: u32,
+    /// HTTP status answered; `None` when the webhook was unreachable.
+    pub http_status: Option<u16>,
+    pub delivered: bool,
+}
+
 #[derive(Default)]
 struct Book {
     outbox: VecDeque<OutboxEntry>,
     fail_next: VecDeque<FailNext>,
+    webhooks: VecDeque<WebhookAttempt>,
     sent: u64,
 }
 
@@ -151,6 +176,7 @@ struct Inner {
     book: Mutex<Book>,
     http: reqwest::Client,
     nonce: u32,
+    attempts: tokio::sync::broadcast::Sender<WebhookAttempt>,
 }
 
 impl Inner {
@@ -179,6 +205,34 @@ impl SandboxHandle {
         self.0.book().outbox.clear();
     }
 
+    /// Status webhook attempts so far, oldest first.
+    pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {
+        self.0.book().webhooks.iter().cloned().collect()
+    }
+
+    /// Every status webhook attempt from now on, as it completes (a lagging
+    /// receiver loses the oldest).
+    pub fn subscribe_webhook_attempts(&self) -> tokio::sync::broadcast::Receiver<WebhookAttempt> {
+        self.0.attempts.subscribe()
+    }
+
+    /// The sandbox's routes, to mount in another server instead of [`Sandbox::run`].
+    pub fn router(&self) -> Router {
+        router(self.clone())
+    }
+
+    fn record_attempt(&self, attempt: WebhookAttempt) {
+        {
+            let mut book = self.0.book();
+            if book.webhooks.len() >= MAX_WEBHOOK_LOG_ENTRIES {
+                book.webhooks.pop_front();
+            }
+            book.webhooks.push_back(attempt.clone());
+        }
+        // No subscriber is fine.
+        let _ = self.0.attempts.send(attempt);
+    }
+
     pub fn fail_next(&self, fail: FailNext) {
         let mut book = self.0.book();
         if book.fail_next.len() < MAX_FAIL_NEXT {
@@ -203,7 +257,8 @@ impl Sandbox {
             .timeout(simulate::WEBHOOK_POST_TIMEOUT)
             .build()
             .map_err(io::Error::other)?;
-        let inner = Inner { config, book: Mutex::default(), http, nonce: rand::random() };
+        let (attempts, _) = tokio::sync::broadcast::channel(256);
+        let inner = Inner { config, book: Mutex::default(), http, nonce: rand::random(), attempts };
         Ok(Sandbox { listener, local_addr, handle: SandboxHandle(Arc::new(inner)) })
     }
 
@@ -233,6 +288,7 @@ fn router(handle: SandboxHandle) -> Router {
         .route("/{version}/{phone_number_id}/messages", post(send))
         .route("/sandbox/outbox", get(outbox).delete(clear_outbox))
         .route("/sandbox/fail-next", post(fail_next))
+        .route("/sandbox/webhooks", get(webhook_attempts))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_SEND_BODY_BYTES))
         .with_state(handle)
@@ -240,6 +296,10 @@ fn router(handle: SandboxHandle) -> Router {
 
 async fn outbox(State(handle): State<SandboxHandle>) -> Response {
     axum::Json(handle.outbox()).into_response()
+}
+
+async fn webhook_attempts(State(handle): State<SandboxHandle>) -> Response {
+    axum::Json(handle.webhook_attempts()).into_response()
 }
 
 async fn clear_outbox(State(handle): State<SandboxHandle>) -> StatusCode {
@@ -450,7 +510,8 @@ fn business_number(config: &SandboxConfig, phone_number_id: &str) -> Option<Busi
 }
 
 /// Posts each status as its own signed webhook, in order, one after the
-/// other; a refused or failed post is logged and the next one still goes.
+/// other. A status not answered 200 is tried [`STATUS_WEBHOOK_ATTEMPTS`]
+/// times (Meta retries too), then given up and logged; the next one still goes.
 async fn post_statuses(
     handle: SandboxHandle,
     url: String,
@@ -474,10 +535,35 @@ async fn post_statuses(
             error,
         };
         let body = simulate::wire_bytes(&simulate::status_value(&from, &[update]));
-        match simulate::post_signed(&inner.http, &url, &inner.config.app_secret, body).await {
-            Ok(()) => tracing::debug!(%id, status, "sandbox status webhook delivered"),
-            Err(error) => {
-                tracing::warn!(%error, %id, status, %url, "sandbox status webhook not delivered")
+        let mut retry_delay = STATUS_WEBHOOK_RETRY_DELAY;
+        for attempt in 1..=STATUS_WEBHOOK_ATTEMPTS {
+            let result =
+                simulate::post_signed(&inner.http, &url, &inner.config.app_secret, body.clone())
+                    .await;
+            let http_status = match &result {
+                Ok(()) => Some(200),
+                Err(simulate::PostError::Refused { status, .. }) => Some(*status),
+                Err(simulate::PostError::Network(_)) => None,
+            };
+            handle.record_attempt(WebhookAttempt {
+                whatsapp_message_id: id.clone(),
+                status: status.to_owned(),
+                attempt,
+                http_status,
+                delivered: result.is_ok(),
+            });
+            match result {
+                Ok(()) => {
+                    tracing::debug!(%id, status, "sandbox status webhook delivered");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %id, status, attempt, %url, "sandbox status webhook not delivered");
+                    if attempt < STATUS_WEBHOOK_ATTEMPTS {
+                        tokio::time::sleep(retry_delay).await;
+                        retry_delay *= 2;
+                    }
+                }
             }
         }
     }

@@ -18,6 +18,13 @@ impl Secret {
         &self.0
     }
 
+    /// Reads a secret file (Docker/Kubernetes secrets), without the trailing
+    /// newline editors add. The error names the path, never the content.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path.as_ref())?;
+        Ok(Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -4,11 +4,14 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use sb_proto::v1::DeliveryStatus;
 use serde_json::json;
 use whatsapp::graph::{GraphClient, GraphConfig, OutboundText, Retry, RetryPolicy, SendError};
 use whatsapp::sandbox::{FailNext, OutboxEntry};
+use whatsapp::webhook::WebhookConfig;
 
 fn client(base_url: &str, token: &str) -> GraphClient {
     GraphClient::new(GraphConfig::new(base_url, "v23.0", token)).unwrap()
@@ -203,6 +206,7 @@ async fn unreachable_graph_is_a_retryable_network_error() {
 async fn b4_1_sandbox_posts_signed_sent_delivered_read_that_our_webhook_accepts() {
     let mut webhook = WebhookServer::start().await;
     let sandbox = SandboxServer::start(Some(webhook.url())).await;
+    let mut attempts = sandbox.handle.subscribe_webhook_attempts();
     let graph = client(&sandbox.base_url, ACCESS_TOKEN);
     let receipt = graph.send_text(PHONE_NUMBER_ID, &text("on its way")).await.unwrap();
 
@@ -221,6 +225,24 @@ async fn b4_1_sandbox_posts_signed_sent_delivered_read_that_our_webhook_accepts(
         }
     }
     assert_eq!(seen, vec![DeliveryStatus::Sent, DeliveryStatus::Delivered, DeliveryStatus::Read]);
+    // The sandbox's own log agrees (each attempt is logged once its POST returned).
+    let mut log = Vec::new();
+    while log.len() < 3 {
+        let a = tokio::time::timeout(CALLBACK_TIMEOUT, attempts.recv()).await.unwrap().unwrap();
+        log.push((a.status, a.delivered, a.attempt));
+    }
+    assert_eq!(
+        log,
+        vec![("sent".into(), true, 1), ("delivered".into(), true, 1), ("read".into(), true, 1)]
+    );
+    let listed: Vec<whatsapp::sandbox::WebhookAttempt> =
+        reqwest::get(format!("{}/sandbox/webhooks", sandbox.base_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(listed.len(), 3);
 }
 
 #[tokio::test]
@@ -241,18 +263,65 @@ async fn b4_6_async_131047_arrives_as_a_signed_failed_status() {
 #[tokio::test]
 async fn status_webhooks_signed_with_another_secret_are_refused_by_our_webhook() {
     // The sandbox signs with APP_SECRET; a webhook configured with another
-    // secret refuses them all, and the sandbox survives that.
-    let mut webhook = WebhookServer::start_with(whatsapp::webhook::WebhookConfig::new(
-        "rotated-secret",
-        VERIFY_TOKEN,
-    ))
-    .await;
+    // secret refuses every status, the sandbox retries, gives up, and keeps
+    // answering sends.
+    let mut webhook =
+        WebhookServer::start_with(WebhookConfig::new("rotated-secret", VERIFY_TOKEN)).await;
     let sandbox = SandboxServer::start(Some(webhook.url())).await;
+    let mut attempts = sandbox.handle.subscribe_webhook_attempts();
     let graph = client(&sandbox.base_url, ACCESS_TOKEN);
     graph.send_text(PHONE_NUMBER_ID, &text("x")).await.unwrap();
-    // The sandbox still answers sends while its webhooks are refused.
+    let expected = 3 * whatsapp::sandbox::STATUS_WEBHOOK_ATTEMPTS as usize;
+    let mut seen = Vec::new();
+    while seen.len() < expected {
+        let a = tokio::time::timeout(CALLBACK_TIMEOUT, attempts.recv()).await.unwrap().unwrap();
+        assert_eq!((a.http_status, a.delivered), (Some(401), false), "{a:?}");
+        seen.push(a.status);
+    }
+    assert_eq!(seen.iter().filter(|s| *s == "read").count(), 3);
     graph.send_text(PHONE_NUMBER_ID, &text("y")).await.unwrap();
     assert!(webhook.drain().is_empty());
+}
+
+#[tokio::test]
+async fn send_text_retrying_rides_out_throttling_and_stops_on_permanent_errors() {
+    let sandbox = SandboxServer::start(None).await;
+    let graph = client(&sandbox.base_url, ACCESS_TOKEN);
+    let policy = RetryPolicy {
+        base: Duration::from_millis(1),
+        max_delay: Duration::from_millis(4),
+        max_retries: 3,
+    };
+    sandbox.handle.fail_next(FailNext { code: 130429, http_status: None, asynchronous: false });
+    sandbox.handle.fail_next(FailNext { code: 131000, http_status: None, asynchronous: false });
+    let receipt = graph
+        .send_text_retrying(PHONE_NUMBER_ID, &text("third time lucky"), &policy, || 0.5)
+        .await
+        .unwrap();
+    assert_eq!(sandbox.handle.outbox()[0].id, receipt.whatsapp_message_id);
+
+    sandbox.handle.fail_next(FailNext { code: 131026, http_status: None, asynchronous: false });
+    sandbox.handle.fail_next(FailNext { code: 130429, http_status: None, asynchronous: false });
+    let err = graph
+        .send_text_retrying(PHONE_NUMBER_ID, &text("undeliverable"), &policy, || 0.5)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(131_026), "a permanent error is not retried");
+    // The queued 130429 is still there: it was never reached.
+    assert_eq!(
+        graph.send_text(PHONE_NUMBER_ID, &text("z")).await.unwrap_err().code(),
+        Some(130_429)
+    );
+
+    for _ in 0..4 {
+        sandbox.handle.fail_next(FailNext { code: 130429, http_status: None, asynchronous: false });
+    }
+    let err = graph
+        .send_text_retrying(PHONE_NUMBER_ID, &text("never"), &policy, || 0.5)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(130_429), "gives up after max_retries");
+    assert_eq!(sandbox.handle.outbox().len(), 1);
 }
 
 #[tokio::test]
