@@ -16,6 +16,9 @@ pub const MAX_TEXT_CHARS: usize = 4096;
 /// Default for the whole request (connect + answer).
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Graph answers are small; anything past this is not read.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
 /// How much of a non-Meta error body is kept for the log.
 const MAX_ERROR_BODY_CHARS: usize = 512;
 
@@ -248,7 +251,7 @@ impl GraphClient {
             .await
             .map_err(|e| SendError::Network(e.without_url().to_string()))?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| SendError::Network(e.to_string()))?;
+        let bytes = read_bounded(response, MAX_RESPONSE_BYTES).await?;
         if (200..300).contains(&status) {
             parse_receipt(&bytes)
         } else {
@@ -288,6 +291,20 @@ impl GraphClient {
             }
         }
     }
+}
+
+/// Reads at most `limit` bytes of a response body; a longer one is cut (an
+/// error body is only logged, a receipt is a few hundred bytes).
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, SendError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| SendError::Network(e.to_string()))? {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]

@@ -562,3 +562,24 @@ async fn body_over_the_limit_is_413_and_nothing_delivered() {
     assert_eq!(r.status(), 413);
     assert!(server.drain().is_empty());
 }
+
+#[tokio::test]
+async fn b4_3_concurrent_duplicate_deliveries_each_reach_the_sink_which_dedups() {
+    // Meta delivers at least once, sometimes concurrently: the edge passes
+    // every delivery on (answering 200 to each only after the sink took it);
+    // storing once per WhatsApp message id is the conversation service's job.
+    let mut server = WebhookServer::start().await;
+    let body = from_ana(
+        json!([{ "from": "447700900123", "id": "wamid.DUP", "timestamp": "1761739200", "type": "text", "text": { "body": "twice" } }]),
+    );
+    let posts = (0..4).map(|_| server.post(&body, Some(APP_SECRET)));
+    let statuses: Vec<u16> = futures_util::future::join_all(posts)
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses, vec![200; 4]);
+    let ids: Vec<String> =
+        server.drain().into_iter().map(|b| b.messages[0].whatsapp_message_id.clone()).collect();
+    assert_eq!(ids, vec!["wamid.DUP".to_owned(); 4]);
+}
