@@ -5,6 +5,7 @@
 
 mod config;
 mod dev;
+mod eventstore;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ enum Command {
     /// Run everything on this machine: NATS (started if none answers), the
     /// JetStream stream, and every component built so far.
     Dev(dev::DevArgs),
+    /// Run the embedded EventStoreDB-compatible event store (HTTP API on
+    /// 127.0.0.1:2113 by default, log under `<data dir>/eventstore/`).
+    Eventstore(eventstore::EventStoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
+            Command::Eventstore(args) => eventstore::run(args).await,
         }
     });
     match result {
