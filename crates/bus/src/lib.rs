@@ -163,7 +163,7 @@ impl Bus {
         &self.config
     }
 
-    /// Creates `SB_EVENTS` if missing, or checks the existing one captures
+    /// Creates `SB_EVENTS` (and the relay checkpoint stream `SB_RELAY`) if missing, or checks the existing one captures
     /// `sb.evt.>` on file storage. Safe to call from every replica at start.
     pub async fn ensure_events_stream(&self) -> Result<stream::Info, BusError> {
         let wanted = stream::Config {
@@ -174,6 +174,17 @@ impl Bus {
             retention: stream::RetentionPolicy::Limits,
             ..Default::default()
         };
+        let relay = stream::Config {
+            name: subjects::RELAY_STREAM.to_owned(),
+            subjects: vec![subjects::RELAY_SUBJECTS.to_owned()],
+            storage: stream::StorageType::File,
+            max_messages_per_subject: 1,
+            ..Default::default()
+        };
+        self.js
+            .get_or_create_stream(relay)
+            .await
+            .map_err(|e| BusError::nats("create relay stream", e))?;
         let mut stream = self.js.get_or_create_stream(wanted).await.map_err(|e| {
             let text = e.to_string();
             if text.contains("not enabled") || text.contains("503") {
@@ -200,25 +211,66 @@ impl Bus {
     /// Publishes one event and waits for JetStream's ack. Returns whether
     /// JetStream recognised it as a duplicate (same event id inside the window).
     pub async fn publish_event(&self, envelope: &EventEnvelope) -> Result<Published, BusError> {
-        let service = Service::parse(&envelope.service).ok_or_else(|| BusError::Malformed {
-            subject: String::new(),
-            detail: format!("unknown service `{}` in envelope", envelope.service),
-        })?;
-        let subject = subjects::event(service, &envelope.aggregate_id, &envelope.event_type)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(MSG_ID_HEADER, envelope.event_id.as_str());
-        headers.insert(EVENT_TYPE_HEADER, envelope.event_type.as_str());
-        if let Some(tp) = envelope.trace_context.get(trace::TRACEPARENT) {
-            headers.insert(trace::TRACEPARENT, tp.as_str());
+        let published = self.publish_events(std::slice::from_ref(envelope)).await?;
+        Ok(published[0])
+    }
+
+    /// Publishes events in order, pipelined: all are sent, then every ack is
+    /// awaited. Fails if any is not acknowledged (re-publishing is safe).
+    pub async fn publish_events(
+        &self,
+        envelopes: &[EventEnvelope],
+    ) -> Result<Vec<Published>, BusError> {
+        let mut pending = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let service = Service::parse(&envelope.service).ok_or_else(|| BusError::Malformed {
+                subject: String::new(),
+                detail: format!("unknown service `{}` in envelope", envelope.service),
+            })?;
+            let subject = subjects::event(service, &envelope.aggregate_id, &envelope.event_type)?;
+            let mut headers = HeaderMap::new();
+            headers.insert(MSG_ID_HEADER, envelope.event_id.as_str());
+            headers.insert(EVENT_TYPE_HEADER, envelope.event_type.as_str());
+            if let Some(tp) = envelope.trace_context.get(trace::TRACEPARENT) {
+                headers.insert(trace::TRACEPARENT, tp.as_str());
+            }
+            let ack = self
+                .js
+                .publish_with_headers(subject, headers, Bytes::from(envelope.encode_to_vec()))
+                .await
+                .map_err(|e| BusError::nats("publish", e))?;
+            pending.push(ack);
         }
-        let ack = self
-            .js
-            .publish_with_headers(subject, headers, Bytes::from(envelope.encode_to_vec()))
+        let mut published = Vec::with_capacity(pending.len());
+        for ack in pending {
+            let ack = ack.await.map_err(|e| BusError::nats("publish ack", e))?;
+            published.push(Published { sequence: ack.sequence, duplicate: ack.duplicate });
+        }
+        Ok(published)
+    }
+
+    /// Saves a relay checkpoint: the last message on `sb.relay.<service>` in
+    /// the `SB_RELAY` stream (one message kept per subject).
+    pub async fn save_checkpoint(&self, service: Service, value: &str) -> Result<(), BusError> {
+        self.js
+            .publish(subjects::relay_checkpoint(service), Bytes::from(value.to_owned()))
             .await
-            .map_err(|e| BusError::nats("publish", e))?
+            .map_err(|e| BusError::nats("save checkpoint", e))?
             .await
-            .map_err(|e| BusError::nats("publish ack", e))?;
-        Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate })
+            .map_err(|e| BusError::nats("save checkpoint ack", e))?;
+        Ok(())
+    }
+
+    /// The last saved relay checkpoint of `service`, if any.
+    pub async fn load_checkpoint(&self, service: Service) -> Result<Option<String>, BusError> {
+        let Ok(stream) = self.js.get_stream(subjects::RELAY_STREAM).await else {
+            return Ok(None);
+        };
+        match stream.get_last_raw_message_by_subject(&subjects::relay_checkpoint(service)).await {
+            Ok(message) => Ok(Some(String::from_utf8_lossy(&message.payload).into_owned())),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(BusError::nats("load checkpoint", e)),
+        }
     }
 
     /// A durable pull consumer on `SB_EVENTS` with explicit ack. Re-creating
@@ -375,6 +427,14 @@ impl Delivery {
 
     pub async fn ack(&self) -> Result<(), BusError> {
         self.message.double_ack().await.map_err(|e| BusError::nats("ack", e))
+    }
+
+    /// Asks JetStream to deliver it again after `delay` (a transient failure).
+    pub async fn nak(&self, delay: Duration) -> Result<(), BusError> {
+        self.message
+            .ack_with(jetstream::AckKind::Nak(Some(delay)))
+            .await
+            .map_err(|e| BusError::nats("nak", e))
     }
 }
 

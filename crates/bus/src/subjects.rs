@@ -12,6 +12,22 @@ pub const EVENTS_STREAM: &str = "SB_EVENTS";
 /// Subject filter of [`EVENTS_STREAM`].
 pub const ALL_EVENTS: &str = "sb.evt.>";
 
+/// Test-only: the current time (Unix ms, decimal) for services started with a
+/// manual clock (`SWITCHBOARD_CLOCK=manual`). Request/reply: each service answers
+/// with its time once set.
+pub const TEST_CLOCK: &str = "sb.test.clock";
+
+/// JetStream stream keeping one relay checkpoint per service (last message per subject).
+pub const RELAY_STREAM: &str = "SB_RELAY";
+const RELAY_PREFIX: &str = "sb.relay";
+/// Subjects of [`RELAY_STREAM`].
+pub const RELAY_SUBJECTS: &str = "sb.relay.>";
+
+/// `sb.relay.<service>`: the subject holding `service`'s relay checkpoint.
+pub fn relay_checkpoint(service: Service) -> String {
+    format!("{RELAY_PREFIX}.{}", service.as_str())
+}
+
 const EVENT_PREFIX: &str = "sb.evt";
 const COMMAND_PREFIX: &str = "sb.cmd";
 

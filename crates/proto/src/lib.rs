@@ -57,6 +57,8 @@ impl fmt::Display for Service {
 pub enum DecodeError {
     #[error("unknown event type `{0}` for service {1}")]
     UnknownType(String, Service),
+    #[error("unknown event type `{0}`")]
+    UnknownEventType(String),
     #[error("event `{event_type}` is not valid proto3 JSON: {source}")]
     Json {
         event_type: String,
@@ -159,6 +161,27 @@ catalogue! {
     Routing => RoutingEvent {
         QueueDefined, EntryPointMapped, ConversationEnqueued, ConversationOffered, OfferExpired,
         ConversationDequeued,
+    }
+}
+
+/// The service that owns `event_type`, from the catalogue.
+pub fn service_of(event_type: &str) -> Option<Service> {
+    CATALOGUE.iter().find(|(_, t)| *t == event_type).map(|(s, _)| *s)
+}
+
+/// Re-encodes a stored event (proto3 JSON) as protobuf for the bus, checking
+/// on the way that it is a valid event of its service.
+pub fn json_to_proto(event_type: &str, data: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    match service_of(event_type) {
+        Some(Service::AgentPresence) => {
+            AgentPresenceEvent::from_json(event_type, data).map(|e| e.to_proto())
+        }
+        Some(Service::WrapUp) => WrapUpEvent::from_json(event_type, data).map(|e| e.to_proto()),
+        Some(Service::Conversation) => {
+            ConversationEvent::from_json(event_type, data).map(|e| e.to_proto())
+        }
+        Some(Service::Routing) => RoutingEvent::from_json(event_type, data).map(|e| e.to_proto()),
+        None => Err(DecodeError::UnknownEventType(event_type.to_owned())),
     }
 }
 

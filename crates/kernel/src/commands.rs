@@ -1,0 +1,182 @@
+//! Commands over NATS request/reply: serving them (bounded, traced, drained
+//! on shutdown) and calling them (typed replies).
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use bus::{Bus, BusError, TraceParent};
+use bytes::Bytes;
+use prost::Message;
+use sb_proto::{
+    Service,
+    v1::{CommandError, CommandReply, ErrorKind, command_reply},
+};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::{DomainError, Shutdown, aggregate::ExecError};
+
+/// Commands a replica handles at once; more wait in NATS.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Default time a caller waits for a reply.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A command as the handler receives it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub verb: String,
+    pub payload: Bytes,
+    pub trace: Option<TraceParent>,
+}
+
+impl Request {
+    /// Decodes the payload; a malformed one is answered with `invalid_command`.
+    pub fn decode<M: Message + Default>(&self) -> Result<M, CommandReply> {
+        M::decode(self.payload.clone())
+            .map_err(|e| invalid(format!("malformed {} command: {e}", self.verb)))
+    }
+}
+
+/// A successful reply carrying `state`.
+pub fn ok<M: Message>(state_type: &str, state: &M) -> CommandReply {
+    CommandReply {
+        result: Some(command_reply::Result::State(state.encode_to_vec())),
+        state_type: state_type.to_owned(),
+    }
+}
+
+/// A refusal by the domain.
+pub fn refused(error: &impl DomainError) -> CommandReply {
+    error_reply(error.code(), &error.to_string(), error.kind())
+}
+
+pub fn invalid(message: impl Into<String>) -> CommandReply {
+    error_reply("invalid_command", &message.into(), ErrorKind::Invalid)
+}
+
+pub fn unknown_verb(verb: &str) -> CommandReply {
+    error_reply("unknown_command", &format!("unknown command verb `{verb}`"), ErrorKind::Invalid)
+}
+
+pub fn error_reply(code: &str, message: &str, kind: ErrorKind) -> CommandReply {
+    CommandReply {
+        result: Some(command_reply::Result::Error(CommandError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            kind: kind as i32,
+        })),
+        state_type: String::new(),
+    }
+}
+
+/// The reply for a failed execution: domain refusals as they are,
+/// infrastructure failures logged once here and answered as `unavailable`.
+pub fn from_exec_error<E: DomainError>(error: &ExecError<E>) -> CommandReply {
+    match error {
+        ExecError::Domain(e) => refused(e),
+        other => {
+            tracing::error!(error = %other, "command failed");
+            error_reply("unavailable", &other.to_string(), ErrorKind::Unavailable)
+        }
+    }
+}
+
+/// Serves `service`'s commands until shutdown, then stops taking new ones and
+/// waits for those in flight.
+pub async fn serve<H, F>(
+    bus: Bus,
+    service: Service,
+    handler: H,
+    mut shutdown: Shutdown,
+) -> Result<(), BusError>
+where
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = CommandReply> + Send + 'static,
+{
+    let mut commands = bus.serve_commands(service).await?;
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let incoming = tokio::select! {
+            incoming = commands.next() => incoming,
+            () = shutdown.wait() => None,
+        };
+        let Some(incoming) = incoming else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let handler = handler.clone();
+        let span = tracing::info_span!("command", %service, verb = %incoming.verb,
+            trace = incoming.trace.map(|t| t.to_string()).unwrap_or_default());
+        tokio::spawn(
+            async move {
+                let request = Request {
+                    verb: incoming.verb.clone(),
+                    payload: incoming.payload.clone(),
+                    trace: incoming.trace,
+                };
+                let reply = handler(request).await;
+                let outcome = match &reply.result {
+                    Some(command_reply::Result::Error(e)) => e.code.clone(),
+                    _ => "ok".to_owned(),
+                };
+                crate::metrics::global().add(
+                    "sb_commands_total",
+                    &format!(
+                        "service=\"{service}\",verb=\"{}\",outcome=\"{outcome}\"",
+                        incoming.verb
+                    ),
+                    1,
+                );
+                if let Err(e) = incoming.reply(Bytes::from(reply.encode_to_vec())).await {
+                    tracing::warn!(error = %e, "could not send the reply");
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    let _ = commands.drain().await;
+    // Wait for in-flight commands: every permit back.
+    let _ = permits.acquire_many(MAX_IN_FLIGHT as u32).await;
+    let _ = bus.flush().await;
+    Ok(())
+}
+
+/// Why a call did not give a state.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{}: {}", .0.code, .0.message)]
+    Refused(CommandError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+}
+
+impl CallError {
+    pub fn code(&self) -> &str {
+        match self {
+            CallError::Refused(e) => &e.code,
+            CallError::Bus(_) => "unavailable",
+            CallError::Malformed(_) => "unavailable",
+        }
+    }
+}
+
+/// Sends a command and decodes the state in its reply.
+pub async fn call<C: Message, R: Message + Default>(
+    bus: &Bus,
+    service: Service,
+    verb: &str,
+    command: &C,
+    trace: Option<TraceParent>,
+) -> Result<R, CallError> {
+    let bytes = bus
+        .request(service, verb, Bytes::from(command.encode_to_vec()), trace, CALL_TIMEOUT)
+        .await?;
+    let reply = CommandReply::decode(bytes).map_err(|e| CallError::Malformed(e.to_string()))?;
+    match reply.result {
+        Some(command_reply::Result::State(state)) => {
+            R::decode(state.as_slice()).map_err(|e| CallError::Malformed(e.to_string()))
+        }
+        Some(command_reply::Result::Error(e)) => Err(CallError::Refused(e)),
+        None => Err(CallError::Malformed("empty reply".into())),
+    }
+}
