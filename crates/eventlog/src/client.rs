@@ -221,7 +221,11 @@ impl HttpEventStoreConfig {
         }
     }
 
-    pub fn with_credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn with_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         self.credentials = Some((user.into(), password.into()));
         self
     }
@@ -389,7 +393,8 @@ fn split_userinfo(url: &str) -> Result<(String, Option<(String, String)>), Store
     let (authority, path) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
-            let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let decode =
+                |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
             let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
             Ok((format!("{scheme}://{host}{path}"), Some((decode(user), decode(password)))))
         }
@@ -461,7 +466,9 @@ fn batch_body(events: &[NewEvent]) -> Result<Vec<u8>, StoreError> {
             body.push(b',');
         }
         body.extend_from_slice(b"{\"eventId\":\"");
-        body.extend_from_slice(event.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes());
+        body.extend_from_slice(
+            event.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes(),
+        );
         body.extend_from_slice(b"\",\"eventType\":");
         serde_json::to_writer(&mut body, &event.event_type)
             .map_err(|e| StoreError::Protocol(e.to_string()))?;
@@ -604,7 +611,11 @@ impl EventStore for HttpEventStore {
         let (body, _) = self.read_feed(url, stream, long_poll).await?;
         let feed = parse_feed(&body)?;
         let next = feed.events.last().map_or(from, |e| e.event_number + 1);
-        Ok(StreamSlice { events: feed.events, head_of_stream: feed.head_of_stream, next: Some(next) })
+        Ok(StreamSlice {
+            events: feed.events,
+            head_of_stream: feed.head_of_stream,
+            next: Some(next),
+        })
     }
 
     async fn read_stream_backward(
@@ -727,7 +738,8 @@ mod tests {
             .unwrap()
             .with_metadata(&serde_json::json!({"m": true}))
             .unwrap()];
-        let body: serde_json::Value = serde_json::from_slice(&batch_body(&events).unwrap()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&batch_body(&events).unwrap()).unwrap();
         assert_eq!(
             body,
             serde_json::json!([{"eventId": id.to_string(), "eventType": "Created",

@@ -47,7 +47,8 @@ pub mod media {
 }
 
 /// .NET `Uri.EscapeDataString`: everything but `A–Z a–z 0–9 - _ . ~` (§2.6).
-const ESCAPE_DATA: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const ESCAPE_DATA: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Percent-encodes a stream name for a URL path segment, as the real server does.
 pub fn escape_stream(stream: &str) -> Cow<'_, str> {

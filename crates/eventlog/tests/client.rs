@@ -1,6 +1,8 @@
 //! `HttpEventStore` against the embedded server over real HTTP: the typed API
 //! services use.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;
@@ -22,7 +24,8 @@ async fn append_then_load_round_trips_data_metadata_and_numbers() {
     let srv = TestServer::start().await;
     let store = srv.client();
     let first = ev(0).with_metadata(&json!({"correlationId": "c-1"})).unwrap();
-    let r = store.append("conv-1", ExpectedVersion::NoStream, &[first.clone(), ev(1)]).await.unwrap();
+    let r =
+        store.append("conv-1", ExpectedVersion::NoStream, &[first.clone(), ev(1)]).await.unwrap();
     assert_eq!(r.first_event_number, 0);
     assert_eq!(r.next_expected_version, ExpectedVersion::Exact(1));
     let loaded = store.load_stream("conv-1").await.unwrap();
@@ -32,7 +35,10 @@ async fn append_then_load_round_trips_data_metadata_and_numbers() {
     assert_eq!((e0.stream.as_str(), e0.event_number, e0.event_id), ("conv-1", 0, first.event_id));
     assert_eq!(e0.event_type, "Counted");
     assert_eq!(e0.json::<serde_json::Value>().unwrap(), json!({"n": 0}));
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&e0.metadata).unwrap(), json!({"correlationId": "c-1"}));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&e0.metadata).unwrap(),
+        json!({"correlationId": "c-1"})
+    );
     assert!(e0.is_json);
     assert!(e0.created.year() >= 2024);
 }
@@ -126,7 +132,10 @@ async fn concurrent_appends_racing_on_one_expected_version_exactly_one_wins() {
 async fn backward_reads_page_down_to_event_zero() {
     let srv = TestServer::start().await;
     let store = srv.client();
-    store.append("s", ExpectedVersion::NoStream, &(0..5).map(ev).collect::<Vec<_>>()).await.unwrap();
+    store
+        .append("s", ExpectedVersion::NoStream, &(0..5).map(ev).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let page = store.read_stream_backward("s", StreamStart::Head, 2).await.unwrap();
     assert_eq!(page.events.iter().map(|e| e.event_number).collect::<Vec<_>>(), [3, 4]);
     assert!(page.head_of_stream);
@@ -153,7 +162,8 @@ async fn deletes_are_typed_soft_404_and_hard_410() {
     assert_eq!(r.first_event_number, 1, "numbering continues after a soft delete");
 
     store.append("hard", ExpectedVersion::NoStream, &[ev(0)]).await.unwrap();
-    let err = store.delete_stream("hard", ExpectedVersion::Exact(5), DeleteMode::Hard).await.unwrap_err();
+    let err =
+        store.delete_stream("hard", ExpectedVersion::Exact(5), DeleteMode::Hard).await.unwrap_err();
     assert!(err.is_conflict());
     store.delete_stream("hard", ExpectedVersion::Any, DeleteMode::Hard).await.unwrap();
     let err = store.append("hard", ExpectedVersion::Any, &[ev(1)]).await.unwrap_err();
@@ -173,7 +183,12 @@ async fn read_all_forward_pages_through_every_stream_in_commit_order() {
     let mut seen = Vec::new();
     loop {
         let slice = store.read_all_forward(pos, 4, &AllFilter::None, None).await.unwrap();
-        seen.extend(slice.events.iter().map(|e| e.json::<serde_json::Value>().unwrap()["n"].as_u64().unwrap()));
+        seen.extend(
+            slice
+                .events
+                .iter()
+                .map(|e| e.json::<serde_json::Value>().unwrap()["n"].as_u64().unwrap()),
+        );
         assert!(slice.next_position >= pos);
         pos = slice.next_position;
         if slice.head_of_stream {
@@ -207,8 +222,12 @@ async fn all_subscription_follows_new_events_with_long_poll() {
     let srv = TestServer::start().await;
     let store = srv.client();
     store.append("a-1", ExpectedVersion::Any, &[ev(0)]).await.unwrap();
-    let mut sub = AllSubscription::new(store.clone(), AllPosition::START, AllFilter::StreamPrefixes(vec!["a-".into()]))
-        .with_long_poll(Duration::from_secs(20));
+    let mut sub = AllSubscription::new(
+        store.clone(),
+        AllPosition::START,
+        AllFilter::StreamPrefixes(vec!["a-".into()]),
+    )
+    .with_long_poll(Duration::from_secs(20));
     let first = sub.next_page().await.unwrap();
     assert_eq!(first.len(), 1);
     let checkpoint = sub.position();
@@ -225,7 +244,11 @@ async fn all_subscription_follows_new_events_with_long_poll() {
     assert_eq!(page.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>(), ["a-2"]);
     assert!(pos > checkpoint);
     // A subscription resumed from the saved checkpoint sees the same page.
-    let mut resumed = AllSubscription::new(store.clone(), checkpoint, AllFilter::StreamPrefixes(vec!["a-".into()]));
+    let mut resumed = AllSubscription::new(
+        store.clone(),
+        checkpoint,
+        AllFilter::StreamPrefixes(vec!["a-".into()]),
+    );
     assert_eq!(resumed.next_page().await.unwrap()[0].stream, "a-2");
 }
 
@@ -236,7 +259,9 @@ async fn long_poll_on_a_stream_read_returns_the_new_event() {
     store.append("s", ExpectedVersion::NoStream, &[ev(0)]).await.unwrap();
     let reader = {
         let store = store.clone();
-        tokio::spawn(async move { store.read_stream_forward("s", 1, 10, Some(Duration::from_secs(20))).await })
+        tokio::spawn(async move {
+            store.read_stream_forward("s", 1, 10, Some(Duration::from_secs(20))).await
+        })
     };
     tokio::task::yield_now().await;
     store.append("s", ExpectedVersion::Exact(0), &[ev(1)]).await.unwrap();
@@ -251,7 +276,9 @@ async fn check_accepts_the_embedded_server_and_rejects_bad_credentials() {
     let info = srv.client().check().await.unwrap();
     assert!(info.atom_pub);
     assert_eq!(info.state, "leader");
-    let bad = HttpEventStore::new(HttpEventStoreConfig::new(&srv.url).with_credentials("admin", "nope")).unwrap();
+    let bad =
+        HttpEventStore::new(HttpEventStoreConfig::new(&srv.url).with_credentials("admin", "nope"))
+            .unwrap();
     let err = bad.check().await.unwrap_err();
     assert!(matches!(err, StoreError::Unauthorized { status: 401 }), "{err:?}");
     let err = bad.append("s", ExpectedVersion::Any, &[ev(0)]).await.unwrap_err();
@@ -326,9 +353,23 @@ async fn events_survive_a_server_restart_on_the_same_data_dir() {
     let r = store.append("soft", ExpectedVersion::NoStream, &[ev(1)]).await.unwrap();
     assert_eq!(r.first_event_number, 1);
     // Idempotency survives the restart too (the id index is rebuilt).
-    let again = store.append("s", ExpectedVersion::Any, &loaded.events.iter().map(|e| NewEvent {
-        event_id: e.event_id, event_type: e.event_type.clone(), data: e.data.clone(), metadata: None,
-    }).collect::<Vec<_>>()).await.unwrap();
+    let again = store
+        .append(
+            "s",
+            ExpectedVersion::Any,
+            &loaded
+                .events
+                .iter()
+                .map(|e| NewEvent {
+                    event_id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    data: e.data.clone(),
+                    metadata: None,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
     assert_eq!(again.first_event_number, 0);
     srv.stop().await;
 }

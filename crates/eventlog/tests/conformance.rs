@@ -1,6 +1,8 @@
 //! The reference §11 conformance checklist, over real HTTP against the
 //! embedded server, plus the other rules of §2–§7 it implements.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use common::{TestServer, event, header, link, location, uuid};
@@ -9,7 +11,8 @@ use serde_json::{Value, json};
 
 /// Builds the checklist's stream: 1 event, then a batch of 3 (events 0..=3).
 async fn four_events(raw: &common::Raw, s: &str) {
-    let r = raw.post_batch(s, Some("-1"), &json!([event(&uuid(1), "Created", json!({"n": 0}))])).await;
+    let r =
+        raw.post_batch(s, Some("-1"), &json!([event(&uuid(1), "Created", json!({"n": 0}))])).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let batch = json!([
         event(&uuid(2), "Updated", json!({"n": 1})),
@@ -24,7 +27,9 @@ async fn four_events(raw: &common::Raw, s: &str) {
 async fn append_create_with_no_stream_is_201_with_absolute_location_of_event_0() {
     let srv = TestServer::start().await;
     let raw = srv.raw();
-    let r = raw.post_batch("order-1", Some("-1"), &json!([event(&uuid(1), "Created", json!({"a": 1}))])).await;
+    let r = raw
+        .post_batch("order-1", Some("-1"), &json!([event(&uuid(1), "Created", json!({"a": 1}))]))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(location(&r), format!("{}/streams/order-1/0", srv.url));
     assert_eq!(header(r.headers(), "content-type").as_deref(), Some("text/plain; charset=utf-8"));
@@ -50,7 +55,11 @@ async fn append_batch_with_expected_version_points_location_at_first_event() {
     let raw = srv.raw();
     let r = raw.post_batch("s", Some("-1"), &json!([event(&uuid(1), "A", json!({}))])).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let batch = json!([event(&uuid(2), "B", json!({})), event(&uuid(3), "B", json!({})), event(&uuid(4), "B", json!({}))]);
+    let batch = json!([
+        event(&uuid(2), "B", json!({})),
+        event(&uuid(3), "B", json!({})),
+        event(&uuid(4), "B", json!({}))
+    ]);
     let r = raw.post_batch("s", Some("0"), &batch).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(location(&r).ends_with("/streams/s/1"));
@@ -74,7 +83,8 @@ async fn wrong_expected_version_is_400_empty_with_both_current_version_headers()
 #[tokio::test]
 async fn stream_exists_on_a_new_stream_is_400_with_current_version_minus_1() {
     let srv = TestServer::start().await;
-    let r = srv.raw().post_batch("new", Some("-4"), &json!([event(&uuid(1), "X", json!({}))])).await;
+    let r =
+        srv.raw().post_batch("new", Some("-4"), &json!([event(&uuid(1), "X", json!({}))])).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(r.headers(), "es-currentversion").as_deref(), Some("-1"));
     let r = srv.raw().post_batch("new", Some("3"), &json!([event(&uuid(1), "X", json!({}))])).await;
@@ -86,7 +96,11 @@ async fn retry_of_a_batch_with_any_is_idempotent_with_the_original_location() {
     let srv = TestServer::start().await;
     let raw = srv.raw();
     four_events(&raw, "s").await;
-    let batch = json!([event(&uuid(2), "Updated", json!({})), event(&uuid(3), "Updated", json!({})), event(&uuid(4), "Updated", json!({}))]);
+    let batch = json!([
+        event(&uuid(2), "Updated", json!({})),
+        event(&uuid(3), "Updated", json!({})),
+        event(&uuid(4), "Updated", json!({}))
+    ]);
     let r = raw.post_batch("s", Some("-2"), &batch).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(location(&r).ends_with("/streams/s/1"));
@@ -102,7 +116,13 @@ async fn batch_whose_first_id_is_known_and_second_new_is_400_corrupted_idempoten
     let srv = TestServer::start().await;
     let raw = srv.raw();
     four_events(&raw, "s").await;
-    let r = raw.post_batch("s", Some("-2"), &json!([event(&uuid(2), "U", json!({})), event(&uuid(50), "U", json!({}))])).await;
+    let r = raw
+        .post_batch(
+            "s",
+            Some("-2"),
+            &json!([event(&uuid(2), "U", json!({})), event(&uuid(50), "U", json!({}))]),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(r.headers(), "es-currentversion").as_deref(), Some("3"));
 }
@@ -113,7 +133,11 @@ async fn strong_idempotency_replays_a_batch_below_the_current_version() {
     let raw = srv.raw();
     four_events(&raw, "s").await;
     // The batch that was written with expected 0, sent again with 0.
-    let batch = json!([event(&uuid(2), "U", json!({})), event(&uuid(3), "U", json!({})), event(&uuid(4), "U", json!({}))]);
+    let batch = json!([
+        event(&uuid(2), "U", json!({})),
+        event(&uuid(3), "U", json!({})),
+        event(&uuid(4), "U", json!({}))
+    ]);
     let r = raw.post_batch("s", Some("0"), &batch).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(location(&r).ends_with("/streams/s/1"));
@@ -135,7 +159,12 @@ async fn forward_pages_are_newest_first_with_head_of_stream_and_links_per_4_5() 
 
     let (status, _, feed) = raw.get_json("/streams/s/0/forward/2").await;
     assert_eq!(status, StatusCode::OK);
-    let titles: Vec<_> = feed["entries"].as_array().unwrap().iter().map(|e| e["title"].as_str().unwrap().to_owned()).collect();
+    let titles: Vec<_> = feed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["title"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(titles, ["1@s", "0@s"]);
     assert_eq!(feed["headOfStream"], false);
     assert_eq!(link(&feed, "previous"), Some(format!("{base}/2/forward/2").as_str()));
@@ -172,11 +201,21 @@ async fn head_backward_feed_has_head_of_stream_previous_link_and_etag_with_304()
     assert_eq!(link(&feed, "previous"), Some(format!("{base}/4/forward/20").as_str()));
     assert!(feed["eTag"].is_string());
     assert_eq!(feed["selfUrl"], base.as_str());
-    let titles: Vec<_> = feed["entries"].as_array().unwrap().iter().map(|e| e["title"].clone()).collect();
+    let titles: Vec<_> =
+        feed["entries"].as_array().unwrap().iter().map(|e| e["title"].clone()).collect();
     assert_eq!(titles, ["3@s", "2@s", "1@s", "0@s"]);
     let etag = header(&headers, "etag").expect("etag header");
-    assert_eq!(header(&headers, "cache-control").as_deref(), Some("max-age=0, no-cache, must-revalidate"));
-    let r = raw.req(Method::GET, "/streams/s").header("Accept", "application/json").header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(
+        header(&headers, "cache-control").as_deref(),
+        Some("max-age=0, no-cache, must-revalidate")
+    );
+    let r = raw
+        .req(Method::GET, "/streams/s")
+        .header("Accept", "application/json")
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
 
     // `head/backward/2` pages down with next/last links.
@@ -212,7 +251,8 @@ async fn embed_body_gives_data_as_json_text_and_rich_members() {
     raw.post_batch("order-42", Some("-1"), &body).await;
     let (_, _, feed) = raw.get_json("/streams/order-42?embed=body").await;
     let e = &feed["entries"][0];
-    let data: Value = serde_json::from_str(e["data"].as_str().expect("data is a JSON string")).unwrap();
+    let data: Value =
+        serde_json::from_str(e["data"].as_str().expect("data is a JSON string")).unwrap();
     assert_eq!(data, json!({"sku": "A-1", "qty": 2}));
     let meta: Value = serde_json::from_str(e["metaData"].as_str().unwrap()).unwrap();
     assert_eq!(meta, json!({"c": "x"}));
@@ -252,10 +292,18 @@ async fn batch_data_rules_of_3_1_string_json_number_and_case_insensitive_members
     let (_, _, feed) = raw.get_json("/streams/s/0/forward/3?embed=body").await;
     let e: Vec<&Value> = feed["entries"].as_array().unwrap().iter().rev().collect();
     assert_eq!(e[0]["isJson"], true);
-    assert_eq!(serde_json::from_str::<Value>(e[0]["data"].as_str().unwrap()).unwrap(), json!({"a": 1}));
+    assert_eq!(
+        serde_json::from_str::<Value>(e[0]["data"].as_str().unwrap()).unwrap(),
+        json!({"a": 1})
+    );
     assert_eq!(e[1]["isJson"], false);
     assert_eq!(e[2]["isJson"], false);
-    let r = raw.req(Method::GET, "/streams/s/1").header("Accept", "application/octet-stream").send().await.unwrap();
+    let r = raw
+        .req(Method::GET, "/streams/s/1")
+        .header("Accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"plain text");
 }
 
@@ -263,18 +311,39 @@ async fn batch_data_rules_of_3_1_string_json_number_and_case_insensitive_members
 async fn single_event_get_serves_data_envelope_or_entry_by_accept() {
     let srv = TestServer::start().await;
     let raw = srv.raw();
-    raw.post_batch("s", None, &json!([{"eventId": uuid(1), "eventType": "T", "data": {"x": 1}, "metadata": {"m": 2}}])).await;
+    raw.post_batch(
+        "s",
+        None,
+        &json!([{"eventId": uuid(1), "eventType": "T", "data": {"x": 1}, "metadata": {"m": 2}}]),
+    )
+    .await;
     let (status, headers, data) = raw.get_json("/streams/s/0").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(data, json!({"x": 1}));
     assert_eq!(header(&headers, "cache-control").as_deref(), Some("max-age=31536000, public"));
     let (_, _, data) = raw.get_json("/streams/s/head").await;
     assert_eq!(data, json!({"x": 1}));
-    let r = raw.req(Method::GET, "/streams/s/0").header("Accept", "application/vnd.eventstore.event+json").send().await.unwrap();
+    let r = raw
+        .req(Method::GET, "/streams/s/0")
+        .header("Accept", "application/vnd.eventstore.event+json")
+        .send()
+        .await
+        .unwrap();
     let env: Value = r.json().await.unwrap();
-    assert_eq!(env, json!({"eventStreamId": "s", "eventNumber": 0, "eventType": "T", "eventId": uuid(1), "data": {"x": 1}, "metadata": {"m": 2}}));
-    let r = raw.req(Method::GET, "/streams/s/0").header("Accept", "application/vnd.eventstore.atom+json").send().await.unwrap();
-    assert_eq!(header(r.headers(), "content-type").as_deref(), Some("application/vnd.eventstore.atom+json; charset=utf-8"));
+    assert_eq!(
+        env,
+        json!({"eventStreamId": "s", "eventNumber": 0, "eventType": "T", "eventId": uuid(1), "data": {"x": 1}, "metadata": {"m": 2}})
+    );
+    let r = raw
+        .req(Method::GET, "/streams/s/0")
+        .header("Accept", "application/vnd.eventstore.atom+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(r.headers(), "content-type").as_deref(),
+        Some("application/vnd.eventstore.atom+json; charset=utf-8")
+    );
     let entry: Value = r.json().await.unwrap();
     assert_eq!(entry["title"], "0@s");
     assert_eq!(entry["content"]["data"], json!({"x": 1}));
@@ -310,7 +379,8 @@ async fn soft_delete_hides_the_stream_and_recreation_continues_numbering() {
     assert!(location(&r).ends_with("/streams/s/4"));
     let (status, _, feed) = raw.get_json("/streams/s/0/forward/20").await;
     assert_eq!(status, StatusCode::OK);
-    let titles: Vec<_> = feed["entries"].as_array().unwrap().iter().map(|e| e["title"].clone()).collect();
+    let titles: Vec<_> =
+        feed["entries"].as_array().unwrap().iter().map(|e| e["title"].clone()).collect();
     assert_eq!(titles, ["4@s"]);
     // Recreating with -1 also works on a soft-deleted stream.
     raw.req(Method::DELETE, "/streams/s").send().await.unwrap();
@@ -323,7 +393,8 @@ async fn hard_delete_makes_reads_and_writes_410_forever() {
     let srv = TestServer::start().await;
     let raw = srv.raw();
     four_events(&raw, "s").await;
-    let r = raw.req(Method::DELETE, "/streams/s").header("ES-HardDelete", "true").send().await.unwrap();
+    let r =
+        raw.req(Method::DELETE, "/streams/s").header("ES-HardDelete", "true").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (status, _, _) = raw.get_json("/streams/s").await;
     assert_eq!(status, StatusCode::GONE);
@@ -340,9 +411,16 @@ async fn delete_checks_expected_version_and_never_existing_streams_per_5() {
     let srv = TestServer::start().await;
     let raw = srv.raw();
     for s in ["a", "b", "c"] {
-        raw.post_batch(s, None, &json!([event(&uuid(1), "X", json!({})), event(&uuid(2), "X", json!({}))])).await;
+        raw.post_batch(
+            s,
+            None,
+            &json!([event(&uuid(1), "X", json!({})), event(&uuid(2), "X", json!({}))]),
+        )
+        .await;
     }
-    let del = |s: &'static str, v: &'static str| raw.req(Method::DELETE, &format!("/streams/{s}")).header("ES-ExpectedVersion", v).send();
+    let del = |s: &'static str, v: &'static str| {
+        raw.req(Method::DELETE, &format!("/streams/{s}")).header("ES-ExpectedVersion", v).send()
+    };
     assert_eq!(del("a", "-2").await.unwrap().status(), StatusCode::NO_CONTENT);
     assert_eq!(del("b", "1").await.unwrap().status(), StatusCode::NO_CONTENT);
     let r = del("c", "2").await.unwrap();
@@ -352,9 +430,19 @@ async fn delete_checks_expected_version_and_never_existing_streams_per_5() {
     let r = raw.req(Method::DELETE, "/streams/never").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(r.headers(), "es-currentversion").as_deref(), Some("-1"));
-    let r = raw.req(Method::DELETE, "/streams/never2").header("ES-HardDelete", "TRUE").send().await.unwrap();
+    let r = raw
+        .req(Method::DELETE, "/streams/never2")
+        .header("ES-HardDelete", "TRUE")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = raw.req(Method::DELETE, "/streams/a").header("ES-HardDelete", "maybe").send().await.unwrap();
+    let r = raw
+        .req(Method::DELETE, "/streams/a")
+        .header("ES-HardDelete", "maybe")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -391,12 +479,30 @@ async fn long_poll_times_out_with_an_empty_page_or_404() {
     let srv = TestServer::start().await;
     let raw = srv.raw();
     four_events(&raw, "s").await;
-    let r = raw.req(Method::GET, "/streams/s/4/forward/20").header("Accept", "application/json").header("Kurrent-LongPoll", "1").send().await.unwrap();
+    let r = raw
+        .req(Method::GET, "/streams/s/4/forward/20")
+        .header("Accept", "application/json")
+        .header("Kurrent-LongPoll", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["entries"], json!([]));
-    let r = raw.req(Method::GET, "/streams/missing/0/forward/20").header("Accept", "application/json").header("ES-LongPoll", "1").send().await.unwrap();
+    let r = raw
+        .req(Method::GET, "/streams/missing/0/forward/20")
+        .header("Accept", "application/json")
+        .header("ES-LongPoll", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = raw.req(Method::GET, "/streams/s/4/forward/20").header("Accept", "application/json").header("ES-LongPoll", "soon").send().await.unwrap();
+    let r = raw
+        .req(Method::GET, "/streams/s/4/forward/20")
+        .header("Accept", "application/json")
+        .header("ES-LongPoll", "soon")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -410,7 +516,14 @@ async fn basic_auth_is_required_except_for_ping_and_info() {
     assert!(header(r.headers(), "www-authenticate").unwrap().starts_with("BasicCustom"));
     let (status, _, _) = anon.get_json("/streams/s").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let r = anon.http.get(format!("{}/streams/s", srv.url)).basic_auth("admin", Some("wrong")).header("Accept", "application/json").send().await.unwrap();
+    let r = anon
+        .http
+        .get(format!("{}/streams/s", srv.url))
+        .basic_auth("admin", Some("wrong"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let (status, _, ping) = anon.get_json("/ping").await;
     assert_eq!(status, StatusCode::OK);
@@ -445,10 +558,26 @@ async fn kurrent_media_type_and_headers_are_accepted_kurrent_first() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "Kurrent-ExpectedVersion wins over ES-");
-    let r = raw.req(Method::GET, "/streams/k").header("Accept", "application/vnd.kurrent.atom+json").header("Kurrent-RequireLeader", "True").header("ES-RequireMaster", "true").send().await.unwrap();
+    let r = raw
+        .req(Method::GET, "/streams/k")
+        .header("Accept", "application/vnd.kurrent.atom+json")
+        .header("Kurrent-RequireLeader", "True")
+        .header("ES-RequireMaster", "true")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(header(r.headers(), "content-type").as_deref(), Some("application/vnd.kurrent.atom+json; charset=utf-8"));
-    let r = raw.req(Method::GET, "/streams/k").header("Accept", "application/json").header("ES-RequireMaster", "yes").send().await.unwrap();
+    assert_eq!(
+        header(r.headers(), "content-type").as_deref(),
+        Some("application/vnd.kurrent.atom+json; charset=utf-8")
+    );
+    let r = raw
+        .req(Method::GET, "/streams/k")
+        .header("Accept", "application/json")
+        .header("ES-RequireMaster", "yes")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -457,11 +586,23 @@ async fn unsupported_or_missing_content_type_is_415_and_batches_on_incoming_too(
     let srv = TestServer::start().await;
     let raw = srv.raw();
     let body = json!([event(&uuid(1), "X", json!({}))]).to_string();
-    let r = raw.req(Method::POST, "/streams/s").header("Content-Type", "text/plain").body(body.clone()).send().await.unwrap();
+    let r = raw
+        .req(Method::POST, "/streams/s")
+        .header("Content-Type", "text/plain")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = raw.req(Method::POST, "/streams/s").body(body.clone()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let r = raw.req(Method::POST, &format!("/streams/s/incoming/{}", uuid(5))).header("Content-Type", "application/vnd.eventstore.events+json").body(body).send().await.unwrap();
+    let r = raw
+        .req(Method::POST, &format!("/streams/s/incoming/{}", uuid(5)))
+        .header("Content-Type", "application/vnd.eventstore.events+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
@@ -473,7 +614,10 @@ async fn malformed_requests_are_400_with_a_text_body() {
         (json!([]), "Write request body invalid."),
         (json!({"not": "an array"}), "Write request body invalid."),
         (json!([{"eventType": "X", "data": {}}]), "Empty eventId provided."),
-        (json!([{"eventId": "00000000-0000-0000-0000-000000000000", "eventType": "X"}]), "Empty eventId provided."),
+        (
+            json!([{"eventId": "00000000-0000-0000-0000-000000000000", "eventType": "X"}]),
+            "Empty eventId provided.",
+        ),
         (json!([{"eventId": uuid(1), "data": {}}]), "Empty eventType provided."),
     ];
     for (body, message) in cases {
@@ -481,15 +625,28 @@ async fn malformed_requests_are_400_with_a_text_body() {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(r.text().await.unwrap(), message);
     }
-    let r = raw.req(Method::POST, "/streams/s").header("Content-Type", "application/vnd.eventstore.events+json").body("[{").send().await.unwrap();
+    let r = raw
+        .req(Method::POST, "/streams/s")
+        .header("Content-Type", "application/vnd.eventstore.events+json")
+        .body("[{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = raw.post_batch("s", Some("-3"), &json!([event(&uuid(1), "X", json!({}))])).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.text().await.unwrap(), "ES-ExpectedVersion header in wrong format.");
     let r = raw.post_batch("s", Some("abc"), &json!([event(&uuid(1), "X", json!({}))])).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    for path in ["/streams/s/0/forward/0", "/streams/s/0/forward/x", "/streams/s/x/forward/2", "/streams/s/head/forward/2", "/streams/s/0/forward/4097"] {
-        let r = raw.req(Method::GET, path).header("Accept", "application/json").send().await.unwrap();
+    for path in [
+        "/streams/s/0/forward/0",
+        "/streams/s/0/forward/x",
+        "/streams/s/x/forward/2",
+        "/streams/s/head/forward/2",
+        "/streams/s/0/forward/4097",
+    ] {
+        let r =
+            raw.req(Method::GET, path).header("Accept", "application/json").send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
     }
 }
@@ -502,7 +659,13 @@ async fn oversized_events_are_413_and_oversized_bodies_too() {
     let r = raw.post_batch("s", None, &json!([event(&uuid(1), "X", json!({"big": big}))])).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let huge = "y".repeat(eventlog::server::MAX_REQUEST_BODY_BYTES + 1);
-    let r = raw.req(Method::POST, "/streams/s").header("Content-Type", "application/vnd.eventstore.events+json").body(huge).send().await.unwrap();
+    let r = raw
+        .req(Method::POST, "/streams/s")
+        .header("Content-Type", "application/vnd.eventstore.events+json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -510,11 +673,25 @@ async fn oversized_events_are_413_and_oversized_bodies_too() {
 async fn single_event_json_post_uses_headers_and_redirects_without_an_id() {
     let srv = TestServer::start().await;
     let raw = srv.raw();
-    let post = |path: &str| raw.req(Method::POST, path).header("Content-Type", "application/json").body(r#"{"note":"leave at door"}"#);
-    let r = post("/streams/s").header("ES-EventType", "NoteAdded").header("ES-EventId", uuid(7)).send().await.unwrap();
+    let post = |path: &str| {
+        raw.req(Method::POST, path)
+            .header("Content-Type", "application/json")
+            .body(r#"{"note":"leave at door"}"#)
+    };
+    let r = post("/streams/s")
+        .header("ES-EventType", "NoteAdded")
+        .header("ES-EventId", uuid(7))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(location(&r).ends_with("/streams/s/0"));
-    let r = post("/streams/s").header("ES-EventType", "NoteAdded").header("ES-EventId", uuid(7)).send().await.unwrap();
+    let r = post("/streams/s")
+        .header("ES-EventType", "NoteAdded")
+        .header("ES-EventId", uuid(7))
+        .send()
+        .await
+        .unwrap();
     assert!(location(&r).ends_with("/streams/s/0"), "idempotent by ES-EventId");
     let r = post("/streams/s").header("ES-EventId", uuid(8)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -542,8 +719,15 @@ async fn feeds_without_an_acceptable_type_are_406_and_trailing_slash_redirects()
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
     let r = raw.req(Method::GET, "/streams/s?format=json").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-        .get(format!("{}/streams/s/", srv.url)).basic_auth("admin", Some("changeit")).send().await.unwrap();
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/streams/s/", srv.url))
+        .basic_auth("admin", Some("changeit"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
     assert_eq!(location(&r), format!("{}/streams/s", srv.url));
 }
@@ -568,11 +752,18 @@ async fn all_forward_uses_32_hex_positions_and_previous_link_continues() {
     let srv = TestServer::start().await;
     let raw = srv.raw();
     for i in 0..5 {
-        raw.post_batch(&format!("s-{i}"), None, &json!([event(&uuid(i), "X", json!({"i": i}))])).await;
+        raw.post_batch(&format!("s-{i}"), None, &json!([event(&uuid(i), "X", json!({"i": i}))]))
+            .await;
     }
-    let (status, _, feed) = raw.get_json("/streams/%24all/00000000000000000000000000000000/forward/3?embed=body").await;
+    let (status, _, feed) =
+        raw.get_json("/streams/%24all/00000000000000000000000000000000/forward/3?embed=body").await;
     assert_eq!(status, StatusCode::OK);
-    let streams: Vec<_> = feed["entries"].as_array().unwrap().iter().map(|e| e["streamId"].as_str().unwrap().to_owned()).collect();
+    let streams: Vec<_> = feed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["streamId"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(streams, ["s-2", "s-1", "s-0"]);
     assert_eq!(feed["headOfStream"], false);
     let previous = link(&feed, "previous").unwrap().to_owned();
@@ -581,9 +772,19 @@ async fn all_forward_uses_32_hex_positions_and_previous_link_continues() {
     assert!(pos.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
     let path = format!("{}?embed=body", previous.strip_prefix(&srv.url).unwrap());
     let (_, _, feed) = raw.get_json(&path).await;
-    let streams: Vec<_> = feed["entries"].as_array().unwrap().iter().map(|e| e["streamId"].as_str().unwrap().to_owned()).collect();
+    let streams: Vec<_> = feed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["streamId"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(streams, ["s-4", "s-3"]);
-    let r = raw.req(Method::GET, "/streams/%24all/XYZ/forward/3").header("Accept", "application/json").send().await.unwrap();
+    let r = raw
+        .req(Method::GET, "/streams/%24all/XYZ/forward/3")
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let (status, _, feed) = raw.get_json("/streams/%24all/head/backward/2?embed=body").await;
     assert_eq!(status, StatusCode::OK);

@@ -2,6 +2,8 @@
 //! a write load and restarted on the same data directory; every acknowledged
 //! event must be there, intact, and no partial batch may ever be served.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
@@ -157,7 +159,8 @@ async fn garbage_after_the_last_frame_is_cut_with_a_warning_and_writes_continue(
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
     let mut running = start(&data, &log).await;
-    let events: Vec<NewEvent> = (0..10).map(|n| NewEvent::json(Uuid::new_v4(), "E", &json!({"n": n})).unwrap()).collect();
+    let events: Vec<NewEvent> =
+        (0..10).map(|n| NewEvent::json(Uuid::new_v4(), "E", &json!({"n": n})).unwrap()).collect();
     running.store.append("s", ExpectedVersion::NoStream, &events).await.unwrap();
     running.child.start_kill().unwrap();
     running.child.wait().await.unwrap();
@@ -172,7 +175,15 @@ async fn garbage_after_the_last_frame_is_cut_with_a_warning_and_writes_continue(
     assert!(text.contains("torn or corrupted tail"), "warning logged:\n{text}");
     let loaded = running.store.load_stream("s").await.unwrap();
     assert_eq!(loaded.events.len(), 10);
-    running.store.append("s", ExpectedVersion::Exact(9), &[NewEvent::json(Uuid::new_v4(), "E", &json!({"n": 10})).unwrap()]).await.unwrap();
+    running
+        .store
+        .append(
+            "s",
+            ExpectedVersion::Exact(9),
+            &[NewEvent::json(Uuid::new_v4(), "E", &json!({"n": 10})).unwrap()],
+        )
+        .await
+        .unwrap();
     running.child.start_kill().unwrap();
     running.child.wait().await.unwrap();
     let running = start(&data, &log).await;
@@ -186,8 +197,22 @@ async fn a_last_frame_with_a_bad_checksum_is_dropped_never_served() {
     let log = dir.path().join("server.log");
     let mut running = start(&data, &log).await;
     let store = running.store.clone();
-    store.append("s", ExpectedVersion::NoStream, &[NewEvent::json(Uuid::new_v4(), "E", &json!({"n": 0})).unwrap()]).await.unwrap();
-    store.append("s", ExpectedVersion::Exact(0), &[NewEvent::json(Uuid::new_v4(), "E", &json!({"n": 1})).unwrap()]).await.unwrap();
+    store
+        .append(
+            "s",
+            ExpectedVersion::NoStream,
+            &[NewEvent::json(Uuid::new_v4(), "E", &json!({"n": 0})).unwrap()],
+        )
+        .await
+        .unwrap();
+    store
+        .append(
+            "s",
+            ExpectedVersion::Exact(0),
+            &[NewEvent::json(Uuid::new_v4(), "E", &json!({"n": 1})).unwrap()],
+        )
+        .await
+        .unwrap();
     running.child.start_kill().unwrap();
     running.child.wait().await.unwrap();
 

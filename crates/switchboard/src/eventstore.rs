@@ -17,16 +17,33 @@ pub fn log_dir(data_dir: &Path) -> PathBuf {
 #[derive(Debug, Clone, Args)]
 pub struct EventStoreArgs {
     /// Switchboard's data directory; the event log lives in `<DIR>/eventstore/`.
-    #[arg(long = "data", visible_alias = "data-dir", value_name = "DIR", env = "SWITCHBOARD_DATA_DIR", default_value = "./.switchboard")]
+    #[arg(
+        long = "data",
+        visible_alias = "data-dir",
+        value_name = "DIR",
+        env = "SWITCHBOARD_DATA_DIR",
+        default_value = "./.switchboard"
+    )]
     pub data: PathBuf,
     /// Address to serve the EventStoreDB HTTP API on (port 0 picks a free one).
-    #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_EVENTSTORE_LISTEN", default_value = "127.0.0.1:2113")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SWITCHBOARD_EVENTSTORE_LISTEN",
+        default_value = "127.0.0.1:2113"
+    )]
     pub listen: SocketAddr,
     /// Basic-auth user (the real server's default).
     #[arg(long, env = "SWITCHBOARD_EVENTSTORE_USER", default_value = "admin")]
     pub user: String,
     /// Basic-auth password (the real server's default).
-    #[arg(long, env = "SWITCHBOARD_EVENTSTORE_PASSWORD", default_value = "changeit", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_EVENTSTORE_PASSWORD",
+        default_value = "changeit",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub password: String,
     /// Accept requests without credentials (like the real server's --insecure).
     #[arg(long, env = "SWITCHBOARD_EVENTSTORE_INSECURE")]

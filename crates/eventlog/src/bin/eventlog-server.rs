@@ -82,5 +82,9 @@ fn main() -> ExitCode {
 
 /// Logs to stderr (the recovery warning is what the crash test looks for).
 fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).try_init().map_err(|e| e.to_string().into())
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| e.to_string().into())
 }

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::log::EventToWrite;
-use super::store::{AllPage, StoredEvent, Store, StreamStatus, WriteOp, WriteOutcome};
+use super::store::{AllPage, Store, StoredEvent, StreamStatus, WriteOp, WriteOutcome};
 use super::{
     Auth, DEFAULT_PAGE_EVENTS, MAX_EVENT_BYTES, MAX_EVENT_TYPE_BYTES, MAX_FILTER_SCAN_EVENTS,
     MAX_LONG_POLL_SECS, MAX_PAGE_BYTES, MAX_PAGE_EVENTS, MAX_REQUEST_BODY_BYTES,
@@ -45,7 +45,9 @@ pub struct AuthCheck(Option<Vec<u8>>);
 impl AuthCheck {
     pub fn new(auth: &Auth) -> Self {
         match auth {
-            Auth::Basic { user, password } => AuthCheck(Some(format!("{user}:{password}").into_bytes())),
+            Auth::Basic { user, password } => {
+                AuthCheck(Some(format!("{user}:{password}").into_bytes()))
+            }
             Auth::Insecure => AuthCheck(None),
         }
     }
@@ -103,7 +105,11 @@ async fn cors(mut response: Response) -> Response {
 }
 
 async fn ping() -> Response {
-    json_response(StatusCode::OK, media::JSON, br#"{"text":"Ping request successfully handled"}"#.to_vec())
+    json_response(
+        StatusCode::OK,
+        media::JSON,
+        br#"{"text":"Ping request successfully handled"}"#.to_vec(),
+    )
 }
 
 async fn info(State(st): State<Arc<AppState>>) -> Response {
@@ -141,6 +147,20 @@ fn bad_request(message: &str) -> Response {
     text(StatusCode::BAD_REQUEST, message)
 }
 
+/// A refused request: 400 with a text body (§2.5). Small, unlike a `Response`.
+#[derive(Debug)]
+struct Reject(Cow<'static, str>);
+
+fn reject(message: impl Into<Cow<'static, str>>) -> Reject {
+    Reject(message.into())
+}
+
+impl From<Reject> for Response {
+    fn from(r: Reject) -> Response {
+        bad_request(&r.0)
+    }
+}
+
 /// 400 `Wrong expected EventNumber`, empty body, both CurrentVersion headers (§2.5).
 fn wrong_expected_version(current: Option<u64>) -> Response {
     let current = current.map_or_else(|| "-1".to_owned(), |n| n.to_string());
@@ -154,7 +174,8 @@ fn wrong_expected_version(current: Option<u64>) -> Response {
 
 fn unauthorized() -> Response {
     let mut r = empty(StatusCode::UNAUTHORIZED);
-    r.headers_mut().insert(h::WWW_AUTHENTICATE, HeaderValue::from_static("BasicCustom realm=\"ES\""));
+    r.headers_mut()
+        .insert(h::WWW_AUTHENTICATE, HeaderValue::from_static("BasicCustom realm=\"ES\""));
     r
 }
 
@@ -191,7 +212,7 @@ fn parse_bool(value: &str) -> Option<bool> {
 }
 
 /// Validates the headers every stream route accepts; `Err` is the 400.
-fn check_common_headers(headers: &HeaderMap) -> Result<(), Response> {
+fn check_common_headers(headers: &HeaderMap) -> Result<(), Reject> {
     let leader = headers
         .get(header::KURRENT_REQUIRE_LEADER)
         .or_else(|| headers.get(header::ES_REQUIRE_LEADER))
@@ -199,30 +220,30 @@ fn check_common_headers(headers: &HeaderMap) -> Result<(), Response> {
     if let Some(v) = leader
         && parse_bool(v.to_str().unwrap_or("")).is_none()
     {
-        return Err(bad_request("ES-RequireLeader header in wrong format."));
+        return Err(reject("ES-RequireLeader header in wrong format."));
     }
     if let Some(v) = hdr(headers, header::KURRENT_RESOLVE_LINK_TOS, header::ES_RESOLVE_LINK_TOS)
         && parse_bool(v).is_none()
     {
-        return Err(bad_request("ES-ResolveLinkTos header in wrong format."));
+        return Err(reject("ES-ResolveLinkTos header in wrong format."));
     }
     Ok(())
 }
 
-fn expected_version(headers: &HeaderMap) -> Result<ExpectedVersion, Response> {
+fn expected_version(headers: &HeaderMap) -> Result<ExpectedVersion, Reject> {
     match hdr(headers, header::KURRENT_EXPECTED_VERSION, header::ES_EXPECTED_VERSION) {
         None => Ok(ExpectedVersion::Any),
         Some(v) => ExpectedVersion::from_header(v)
-            .ok_or_else(|| bad_request("ES-ExpectedVersion header in wrong format.")),
+            .ok_or_else(|| reject("ES-ExpectedVersion header in wrong format.")),
     }
 }
 
-fn long_poll(headers: &HeaderMap) -> Result<Option<Duration>, Response> {
+fn long_poll(headers: &HeaderMap) -> Result<Option<Duration>, Reject> {
     match hdr(headers, header::KURRENT_LONG_POLL, header::ES_LONG_POLL) {
         None => Ok(None),
         Some(v) => match v.trim().parse::<u64>() {
             Ok(secs) if secs > 0 => Ok(Some(Duration::from_secs(secs.min(MAX_LONG_POLL_SECS)))),
-            _ => Err(bad_request("ES-LongPoll header in wrong format.")),
+            _ => Err(reject("ES-LongPoll header in wrong format.")),
         },
     }
 }
@@ -237,7 +258,8 @@ fn base_url(headers: &HeaderMap, local: SocketAddr) -> String {
 
 /// The query string as decoded pairs.
 fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
-    let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decode =
+        |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
     uri.query()
         .unwrap_or("")
         .split('&')
@@ -273,7 +295,11 @@ fn embed(pairs: &[(String, String)]) -> Embed {
 
 /// Picks the response media type from `?format=` or `Accept` (§2.4): the
 /// highest-`q` supported type; `None` gives 406.
-fn negotiate(headers: &HeaderMap, pairs: &[(String, String)], supported: &[&'static str]) -> Option<&'static str> {
+fn negotiate(
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+    supported: &[&'static str],
+) -> Option<&'static str> {
     if let Some(format) = query(pairs, "format") {
         let wanted = match format.to_ascii_lowercase().as_str() {
             "json" => media::JSON,
@@ -357,7 +383,7 @@ async fn streams(
         return empty(StatusCode::NOT_FOUND);
     }
     if let Err(r) = check_common_headers(&headers) {
-        return r;
+        return r.into();
     }
     if segments[0].len() > MAX_STREAM_NAME_BYTES {
         return bad_request("Stream name too long.");
@@ -399,11 +425,13 @@ struct Req<'a> {
     pairs: Vec<(String, String)>,
 }
 
-fn parse_count(s: &str) -> Result<u64, Response> {
+fn parse_count(s: &str) -> Result<u64, Reject> {
     match s.parse::<u64>() {
-        Ok(0) | Err(_) => Err(bad_request(&format!("'{s}' is not valid count. Should be positive integer"))),
+        Ok(0) | Err(_) => {
+            Err(reject(format!("'{s}' is not valid count. Should be positive integer")))
+        }
         Ok(n) if n > MAX_PAGE_EVENTS => {
-            Err(bad_request(&format!("'{s}' is too large a count; the limit is {MAX_PAGE_EVENTS}")))
+            Err(reject(format!("'{s}' is too large a count; the limit is {MAX_PAGE_EVENTS}")))
         }
         Ok(n) => Ok(n),
     }
@@ -427,17 +455,25 @@ impl Req<'_> {
             [event, "backward", count] => {
                 self.stream_feed(stream, event, Dir::Backward, Some(count)).await
             }
-            [event, "forward", count] => self.stream_feed(stream, event, Dir::Forward, Some(count)).await,
+            [event, "forward", count] => {
+                self.stream_feed(stream, event, Dir::Forward, Some(count)).await
+            }
             _ => empty(StatusCode::NOT_FOUND),
         }
     }
 
     // ---- append (§3) ------------------------------------------------------
 
-    async fn append(&self, stream: &str, body: Bytes, incoming: Option<Uuid>, metadata: bool) -> Response {
+    async fn append(
+        &self,
+        stream: &str,
+        body: Bytes,
+        incoming: Option<Uuid>,
+        metadata: bool,
+    ) -> Response {
         let expected = match expected_version(self.headers) {
             Ok(e) => e,
-            Err(r) => return r,
+            Err(r) => return r.into(),
         };
         let content_type = self
             .headers
@@ -450,20 +486,25 @@ impl Req<'_> {
             media::ES_EVENTS_JSON | media::KURRENT_EVENTS_JSON if incoming.is_none() => {
                 match parse_batch(&body) {
                     Ok(events) => events,
-                    Err(r) => return r,
+                    Err(r) => return r.into(),
                 }
             }
-            media::ES_EVENT_JSON | media::KURRENT_EVENT_JSON => match parse_single_envelope(&body) {
-                Ok(event) => vec![event],
-                Err(r) => return r,
-            },
+            media::ES_EVENT_JSON | media::KURRENT_EVENT_JSON => {
+                match parse_single_envelope(&body) {
+                    Ok(event) => vec![event],
+                    Err(r) => return r.into(),
+                }
+            }
             media::JSON | media::OCTET_STREAM => {
-                let given_type = hdr(self.headers, header::KURRENT_EVENT_TYPE, header::ES_EVENT_TYPE)
-                    .filter(|t| !t.is_empty());
+                let given_type =
+                    hdr(self.headers, header::KURRENT_EVENT_TYPE, header::ES_EVENT_TYPE)
+                        .filter(|t| !t.is_empty());
                 let event_type = if metadata {
                     match given_type {
                         Some(t) if t != "$metadata" => {
-                            return bad_request("You should not include an event type for metadata.");
+                            return bad_request(
+                                "You should not include an event type for metadata.",
+                            );
                         }
                         _ => "$metadata".to_owned(),
                     }
@@ -477,7 +518,10 @@ impl Req<'_> {
                         }
                     }
                 };
-                let event_id = match (incoming, hdr(self.headers, header::KURRENT_EVENT_ID, header::ES_EVENT_ID)) {
+                let event_id = match (
+                    incoming,
+                    hdr(self.headers, header::KURRENT_EVENT_ID, header::ES_EVENT_ID),
+                ) {
                     (Some(id), _) => id,
                     (None, Some(v)) => match Uuid::parse_str(v.trim()) {
                         Ok(id) if !id.is_nil() => id,
@@ -503,7 +547,9 @@ impl Req<'_> {
                     is_json: content_type == media::JSON,
                 }]
             }
-            _ => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Invalid or missing Content-Type"),
+            _ => {
+                return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Invalid or missing Content-Type");
+            }
         };
         for e in &events {
             if e.data.len() + e.metadata.len() > MAX_EVENT_BYTES {
@@ -535,7 +581,7 @@ impl Req<'_> {
     async fn delete(&self, stream: &str) -> Response {
         let expected = match expected_version(self.headers) {
             Ok(e) => e,
-            Err(r) => return r,
+            Err(r) => return r.into(),
         };
         let hard = match hdr(self.headers, header::KURRENT_HARD_DELETE, header::ES_HARD_DELETE) {
             None => false,
@@ -544,7 +590,12 @@ impl Req<'_> {
                 None => return bad_request("ES-HardDelete header in wrong format."),
             },
         };
-        match self.st.store.write(WriteOp::Delete { stream: stream.to_owned(), expected, hard }).await {
+        match self
+            .st
+            .store
+            .write(WriteOp::Delete { stream: stream.to_owned(), expected, hard })
+            .await
+        {
             Ok(WriteOutcome::Deleted) => empty(StatusCode::NO_CONTENT),
             Ok(WriteOutcome::WrongExpectedVersion { current }) => wrong_expected_version(current),
             Ok(WriteOutcome::StreamDeleted) => empty(StatusCode::GONE),
@@ -600,7 +651,8 @@ impl Req<'_> {
             media::JSON => json_response(StatusCode::OK, media::JSON, ev.data.to_vec()),
             media::OCTET_STREAM => {
                 let mut r = Response::new(Body::from(ev.data.clone()));
-                r.headers_mut().insert(h::CONTENT_TYPE, HeaderValue::from_static(media::OCTET_STREAM));
+                r.headers_mut()
+                    .insert(h::CONTENT_TYPE, HeaderValue::from_static(media::OCTET_STREAM));
                 r
             }
             media::ES_EVENT_JSON | media::KURRENT_EVENT_JSON => {
@@ -611,7 +663,11 @@ impl Req<'_> {
                 let base = self.base();
                 let mut entry = entry_out(&base, &ev, Embed::Content);
                 entry.content = Some(content_object(&ev));
-                json_response(StatusCode::OK, media_type, serde_json::to_vec(&entry).unwrap_or_default())
+                json_response(
+                    StatusCode::OK,
+                    media_type,
+                    serde_json::to_vec(&entry).unwrap_or_default(),
+                )
             }
         };
         let cache = if event == "head" {
@@ -626,17 +682,23 @@ impl Req<'_> {
 
     // ---- stream feeds (§4.1–§4.5, §4.8, §4.9) ---------------------------------
 
-    async fn stream_feed(&self, stream: &str, event: &str, dir: Dir, count: Option<&str>) -> Response {
+    async fn stream_feed(
+        &self,
+        stream: &str,
+        event: &str,
+        dir: Dir,
+        count: Option<&str>,
+    ) -> Response {
         let count = match count.map(parse_count).transpose() {
             Ok(c) => c.unwrap_or(DEFAULT_PAGE_EVENTS),
-            Err(r) => return r,
+            Err(r) => return r.into(),
         };
         if !valid_event(event) || (dir == Dir::Forward && event == "head") {
             return bad_request(&format!("'{event}' is not valid event number"));
         }
         let long_poll = match long_poll(self.headers) {
             Ok(lp) => lp.filter(|_| dir == Dir::Forward),
-            Err(r) => return r,
+            Err(r) => return r.into(),
         };
         let Some(media_type) = negotiate(self.headers, &self.pairs, FEED_TYPES) else {
             return not_acceptable();
@@ -665,7 +727,9 @@ impl Req<'_> {
         let last = match status {
             StreamStatus::Live { last, .. } => last,
             StreamStatus::HardDeleted => return empty(StatusCode::GONE),
-            StreamStatus::Missing | StreamStatus::SoftDeleted => return empty(StatusCode::NOT_FOUND),
+            StreamStatus::Missing | StreamStatus::SoftDeleted => {
+                return empty(StatusCode::NOT_FOUND);
+            }
         };
 
         let base = self.base();
@@ -674,10 +738,11 @@ impl Req<'_> {
             Dir::Backward => {
                 let top = from.min(last);
                 let bottom = (top + 1).saturating_sub(count);
-                let events = match self.st.store.read_stream_range(stream, bottom, top, MAX_PAGE_BYTES) {
-                    Ok(e) => e,
-                    Err(e) => return io_failure(&e),
-                };
+                let events =
+                    match self.st.store.read_stream_range(stream, bottom, top, MAX_PAGE_BYTES) {
+                        Ok(e) => e,
+                        Err(e) => return io_failure(&e),
+                    };
                 let mut links = vec![
                     link(s.clone(), "self"),
                     link(format!("{s}/head/backward/{count}"), "first"),
@@ -694,7 +759,8 @@ impl Req<'_> {
             }
             Dir::Forward => {
                 let to = from.saturating_add(count - 1);
-                let events = match self.st.store.read_stream_range(stream, from, to, MAX_PAGE_BYTES) {
+                let events = match self.st.store.read_stream_range(stream, from, to, MAX_PAGE_BYTES)
+                {
                     Ok(e) => e,
                     Err(e) => return io_failure(&e),
                 };
@@ -713,7 +779,10 @@ impl Req<'_> {
                     links.push(link(format!("{s}/{}/backward/{count}", from - 1), "next"));
                 }
                 if !head || !events.is_empty() {
-                    links.push(link(format!("{s}/{}/forward/{count}", page_to.min(last) + 1), "previous"));
+                    links.push(link(
+                        format!("{s}/{}/forward/{count}", page_to.min(last) + 1),
+                        "previous",
+                    ));
                 }
                 if !stream.starts_with("$$") {
                     links.push(link(format!("{s}/metadata"), "metadata"));
@@ -724,8 +793,10 @@ impl Req<'_> {
 
         let is_head_feed = dir == Dir::Backward && from_head;
         let etag = is_head_feed.then(|| format!("{last};{}", media_hash(media_type)));
-        if let (Some(tag), Some(inm)) = (&etag, self.headers.get(h::IF_NONE_MATCH)) {
-            if inm.to_str().is_ok_and(|v| v.trim().trim_matches('"') == tag) {
+        if let (Some(tag), Some(inm)) = (&etag, self.headers.get(h::IF_NONE_MATCH))
+            && inm.to_str().is_ok_and(|v| v.trim().trim_matches('"') == tag)
+        {
+            {
                 let mut r = empty(StatusCode::NOT_MODIFIED);
                 if let Ok(v) = HeaderValue::from_str(&format!("\"{tag}\"")) {
                     r.headers_mut().insert(h::ETAG, v);
@@ -787,17 +858,22 @@ impl Req<'_> {
             [] => self.all_feed(filtered, "head", Dir::Backward, None).await,
             ["metadata"] => json_response(StatusCode::OK, media::JSON, b"{}".to_vec()),
             [pos, count] => self.all_feed(filtered, pos, Dir::Backward, Some(count)).await,
-            [pos, "backward", count] => self.all_feed(filtered, pos, Dir::Backward, Some(count)).await,
-            [pos, "forward", count] => self.all_feed(filtered, pos, Dir::Forward, Some(count)).await,
+            [pos, "backward", count] => {
+                self.all_feed(filtered, pos, Dir::Backward, Some(count)).await
+            }
+            [pos, "forward", count] => {
+                self.all_feed(filtered, pos, Dir::Forward, Some(count)).await
+            }
             _ => empty(StatusCode::NOT_FOUND),
         }
     }
 
     /// The filter of `$all/filtered` (`context=streamid&type=prefix&data=a,b`).
-    fn all_filter(&self, filtered: bool) -> Result<(Vec<String>, bool, String), Response> {
+    fn all_filter(&self, filtered: bool) -> Result<(Vec<String>, bool, String), Reject> {
         let exclude_system = match query(&self.pairs, "exclude-system-events") {
             None => false,
-            Some(v) => parse_bool(v).ok_or_else(|| bad_request("exclude-system-events must be true or false."))?,
+            Some(v) => parse_bool(v)
+                .ok_or_else(|| reject("exclude-system-events must be true or false."))?,
         };
         if !filtered {
             return Ok((Vec::new(), false, String::new()));
@@ -805,14 +881,15 @@ impl Req<'_> {
         let context = query(&self.pairs, "context").unwrap_or("").to_ascii_lowercase();
         let kind = query(&self.pairs, "type").unwrap_or("").to_ascii_lowercase();
         if context != "streamid" || kind != "prefix" {
-            return Err(bad_request(
+            return Err(reject(
                 "This server filters $all by stream-name prefix only: context=streamid&type=prefix&data=p1,p2",
             ));
         }
         let data = query(&self.pairs, "data").unwrap_or("");
-        let prefixes: Vec<String> = data.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect();
+        let prefixes: Vec<String> =
+            data.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect();
         if prefixes.is_empty() {
-            return Err(bad_request("A $all filter needs data=prefix[,prefix…]."));
+            return Err(reject("A $all filter needs data=prefix[,prefix…]."));
         }
         let escaped: Vec<_> = prefixes.iter().map(|p| escape_stream(p).into_owned()).collect();
         let q = format!(
@@ -826,7 +903,7 @@ impl Req<'_> {
     async fn all_feed(&self, filtered: bool, pos: &str, dir: Dir, count: Option<&str>) -> Response {
         let count = match count.map(parse_count).transpose() {
             Ok(c) => c.unwrap_or(DEFAULT_PAGE_EVENTS),
-            Err(r) => return r,
+            Err(r) => return r.into(),
         };
         let from = if pos == "head" && dir == Dir::Backward {
             None
@@ -838,14 +915,14 @@ impl Req<'_> {
         };
         let long_poll = match long_poll(self.headers) {
             Ok(lp) => lp.filter(|_| dir == Dir::Forward),
-            Err(r) => return r,
+            Err(r) => return r.into(),
         };
         let Some(media_type) = negotiate(self.headers, &self.pairs, FEED_TYPES) else {
             return not_acceptable();
         };
         let (prefixes, exclude_system, q) = match self.all_filter(filtered) {
             Ok(f) => f,
-            Err(r) => return r,
+            Err(r) => return r.into(),
         };
         let embed = embed(&self.pairs);
         let keep = |stream: &str| {
@@ -861,7 +938,13 @@ impl Req<'_> {
                 let deadline = long_poll.map(|d| Instant::now() + d);
                 let mut at = from;
                 loop {
-                    let page = match store.read_all_forward(at, count_usize, MAX_PAGE_BYTES, MAX_FILTER_SCAN_EVENTS, &keep) {
+                    let page = match store.read_all_forward(
+                        at,
+                        count_usize,
+                        MAX_PAGE_BYTES,
+                        MAX_FILTER_SCAN_EVENTS,
+                        &keep,
+                    ) {
                         Ok(p) => p,
                         Err(e) => return io_failure(&e),
                     };
@@ -878,14 +961,24 @@ impl Req<'_> {
                     }
                 }
             }
-            (_, from) => match store.read_all_backward(from, count_usize, MAX_PAGE_BYTES, MAX_FILTER_SCAN_EVENTS, &keep) {
+            (_, from) => match store.read_all_backward(
+                from,
+                count_usize,
+                MAX_PAGE_BYTES,
+                MAX_FILTER_SCAN_EVENTS,
+                &keep,
+            ) {
                 Ok(p) => p,
                 Err(e) => return io_failure(&e),
             },
         };
 
         let base = self.base();
-        let all = if filtered { format!("{base}/streams/%24all/filtered") } else { format!("{base}/streams/%24all") };
+        let all = if filtered {
+            format!("{base}/streams/%24all/filtered")
+        } else {
+            format!("{base}/streams/%24all")
+        };
         let mut links = vec![
             link(format!("{all}{q}"), "self"),
             link(format!("{all}/head/backward/{count}{q}"), "first"),
@@ -894,7 +987,10 @@ impl Req<'_> {
             Dir::Forward => {
                 let from = from.unwrap_or_default();
                 if from > AllPosition::START {
-                    links.push(link(format!("{all}/{}/forward/{count}{q}", AllPosition::START), "last"));
+                    links.push(link(
+                        format!("{all}/{}/forward/{count}{q}", AllPosition::START),
+                        "last",
+                    ));
                     links.push(link(format!("{all}/{from}/backward/{count}{q}"), "next"));
                 }
                 links.push(link(format!("{all}/{}/forward/{count}{q}", page.next), "previous"));
@@ -902,9 +998,15 @@ impl Req<'_> {
             }
             Dir::Backward => {
                 if let Some(oldest) = page.events.first().filter(|_| !page.reached_start) {
-                    links.push(link(format!("{all}/{}/forward/{count}{q}", AllPosition::START), "last"));
                     links.push(link(
-                        format!("{all}/{}/backward/{count}{q}", super::store::position_of(oldest.offset)),
+                        format!("{all}/{}/forward/{count}{q}", AllPosition::START),
+                        "last",
+                    ));
+                    links.push(link(
+                        format!(
+                            "{all}/{}/backward/{count}{q}",
+                            super::store::position_of(oldest.offset)
+                        ),
                         "next",
                     ));
                 }
@@ -926,7 +1028,10 @@ impl Req<'_> {
             entries: Vec::new(),
         };
         let mut r = feed_response(feed, &base, &page.events, embed, media_type);
-        r.headers_mut().insert(h::CACHE_CONTROL, HeaderValue::from_static("max-age=0, no-cache, must-revalidate"));
+        r.headers_mut().insert(
+            h::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=0, no-cache, must-revalidate"),
+        );
         r
     }
 }
@@ -946,7 +1051,13 @@ fn media_hash(media_type: &str) -> i32 {
 
 /// Serializes a feed whose entries are `events` (given oldest first) newest
 /// first (§4.5).
-fn feed_response<'a>(mut feed: FeedOut<'a>, base: &str, events: &'a [StoredEvent], embed: Embed, media_type: &str) -> Response {
+fn feed_response<'a>(
+    mut feed: FeedOut<'a>,
+    base: &str,
+    events: &'a [StoredEvent],
+    embed: Embed,
+    media_type: &str,
+) -> Response {
     feed.entries = events.iter().rev().map(|e| entry_out(base, e, embed)).collect();
     feed.updated = match feed.entries.first() {
         Some(e) => e.updated.clone(),
@@ -968,7 +1079,9 @@ fn content_object(e: &StoredEvent) -> serde_json::Value {
         if b.is_empty() {
             serde_json::Value::String(String::new())
         } else {
-            serde_json::from_slice(b).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(b).into_owned()))
+            serde_json::from_slice(b).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
+            })
         }
     };
     serde_json::json!({
@@ -1029,7 +1142,8 @@ impl<'de> Deserialize<'de> for BatchItem<'de> {
                 f.write_str("an event object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut item = BatchItem { event_id: None, event_type: None, data: None, metadata: None };
+                let mut item =
+                    BatchItem { event_id: None, event_type: None, data: None, metadata: None };
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     if key.eq_ignore_ascii_case("eventId") {
                         item.event_id = map.next_value::<Option<String>>()?;
@@ -1069,30 +1183,32 @@ fn stored_member(body: &Bytes, raw: Option<&RawValue>) -> (Bytes, bool) {
     }
 }
 
-fn to_event(body: &Bytes, item: BatchItem<'_>) -> Result<EventToWrite, Response> {
+fn to_event(body: &Bytes, item: BatchItem<'_>) -> Result<EventToWrite, Reject> {
     let event_id = item
         .event_id
         .and_then(|s| Uuid::parse_str(s.trim()).ok())
         .filter(|id| !id.is_nil())
-        .ok_or_else(|| bad_request("Empty eventId provided."))?;
-    let event_type =
-        item.event_type.filter(|t| !t.is_empty()).ok_or_else(|| bad_request("Empty eventType provided."))?;
+        .ok_or_else(|| reject("Empty eventId provided."))?;
+    let event_type = item
+        .event_type
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| reject("Empty eventType provided."))?;
     let (data, data_json) = stored_member(body, item.data);
     let (metadata, meta_json) = stored_member(body, item.metadata);
     Ok(EventToWrite { event_id, event_type, data, metadata, is_json: data_json || meta_json })
 }
 
-fn parse_batch(body: &Bytes) -> Result<Vec<EventToWrite>, Response> {
+fn parse_batch(body: &Bytes) -> Result<Vec<EventToWrite>, Reject> {
     let items: Vec<BatchItem<'_>> =
-        serde_json::from_slice(body).map_err(|_| bad_request("Write request body invalid."))?;
+        serde_json::from_slice(body).map_err(|_| reject("Write request body invalid."))?;
     if items.is_empty() {
-        return Err(bad_request("Write request body invalid."));
+        return Err(reject("Write request body invalid."));
     }
     items.into_iter().map(|item| to_event(body, item)).collect()
 }
 
-fn parse_single_envelope(body: &Bytes) -> Result<EventToWrite, Response> {
+fn parse_single_envelope(body: &Bytes) -> Result<EventToWrite, Reject> {
     let item: BatchItem<'_> =
-        serde_json::from_slice(body).map_err(|_| bad_request("Write request body invalid."))?;
+        serde_json::from_slice(body).map_err(|_| reject("Write request body invalid."))?;
     to_event(body, item)
 }

@@ -181,7 +181,15 @@ fn record_at<'a>(c: &mut Cursor<'a>) -> Option<RecordRef<'a>> {
     let data = c.take(data_len)?;
     let meta_len = c.u32()? as usize;
     let metadata = c.take(meta_len)?;
-    Some(RecordRef { event_number, event_id, created_unix_nanos, is_json, event_type, data, metadata })
+    Some(RecordRef {
+        event_number,
+        event_id,
+        created_unix_nanos,
+        is_json,
+        event_type,
+        data,
+        metadata,
+    })
 }
 
 /// Decodes one record (as read back at its offset).

@@ -197,10 +197,14 @@ pub enum WriteOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {
     /// Written (or an idempotent replay of) events starting at `first`.
-    Appended { first: u64 },
+    Appended {
+        first: u64,
+    },
     Deleted,
     /// `current`: the last event number, `None` if the stream never had one.
-    WrongExpectedVersion { current: Option<u64> },
+    WrongExpectedVersion {
+        current: Option<u64>,
+    },
     StreamDeleted,
 }
 
@@ -550,7 +554,11 @@ impl Store {
                 let r = log::decode_record(&raw).ok_or_else(|| {
                     std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
-                        format!("undecodable record at offset {} of {}", e.offset, self.path.display()),
+                        format!(
+                            "undecodable record at offset {} of {}",
+                            e.offset,
+                            self.path.display()
+                        ),
                     )
                 })?;
                 events.push(StoredEvent {
@@ -644,7 +652,12 @@ impl Writer {
     /// Decides one request against the writer state (which already includes
     /// the earlier requests of this group), encodes its frame into `buf` and
     /// records the index change.
-    fn prepare(&mut self, op: WriteOp, buf: &mut Vec<u8>, changes: &mut Vec<Change>) -> WriteOutcome {
+    fn prepare(
+        &mut self,
+        op: WriteOp,
+        buf: &mut Vec<u8>,
+        changes: &mut Vec<Change>,
+    ) -> WriteOutcome {
         match op {
             WriteOp::Append { stream, expected, events } => {
                 let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
@@ -659,8 +672,14 @@ impl Writer {
                         let now = SystemTime::now()
                             .duration_since(UNIX_EPOCH)
                             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-                        let records =
-                            log::encode_append(buf, self.end + buf.len() as u64, &name, first, now, &events);
+                        let records = log::encode_append(
+                            buf,
+                            self.end + buf.len() as u64,
+                            &name,
+                            first,
+                            now,
+                            &events,
+                        );
                         let s = self.streams.entry(name.clone()).or_default();
                         s.apply_append(ids);
                         changes.push(Change::Append { stream: name, first, records });

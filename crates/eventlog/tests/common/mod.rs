@@ -82,7 +82,9 @@ impl TestServer {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("http client"),
-            base: self.url.clone(), auth: true }
+            base: self.url.clone(),
+            auth: true,
+        }
     }
 }
 
@@ -100,7 +102,12 @@ impl Raw {
         if self.auth { r.basic_auth(USER, Some(PASSWORD)) } else { r }
     }
 
-    pub async fn post_batch(&self, stream: &str, expected: Option<&str>, body: &Value) -> reqwest::Response {
+    pub async fn post_batch(
+        &self,
+        stream: &str,
+        expected: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
         let mut r = self
             .req(reqwest::Method::POST, &format!("/streams/{stream}"))
             .header("Content-Type", "application/vnd.eventstore.events+json")
@@ -111,7 +118,10 @@ impl Raw {
         r.send().await.expect("post")
     }
 
-    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn get_json(
+        &self,
+        path: &str,
+    ) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
         let resp = self
             .req(reqwest::Method::GET, path)
             .header("Accept", "application/json")
@@ -121,7 +131,11 @@ impl Raw {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("json body") };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("json body")
+        };
         (status, headers, value)
     }
 }
@@ -135,11 +149,7 @@ pub fn uuid(n: u32) -> String {
 }
 
 pub fn location(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
+    resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
 }
 
 pub fn link<'a>(feed: &'a Value, relation: &str) -> Option<&'a str> {
