@@ -41,6 +41,22 @@ pub fn ok<M: Message>(state_type: &str, state: &M) -> CommandReply {
     CommandReply {
         result: Some(command_reply::Result::State(state.encode_to_vec())),
         state_type: state_type.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A successful reply carrying `state` and the version of `stream` it reflects
+/// (`-1`: no stream yet), for read-your-writes.
+pub fn ok_at<M: Message>(
+    state_type: &str,
+    state: &M,
+    stream: &str,
+    version: Option<u64>,
+) -> CommandReply {
+    CommandReply {
+        stream: stream.to_owned(),
+        version: version.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+        ..ok(state_type, state)
     }
 }
 
@@ -64,7 +80,7 @@ pub fn error_reply(code: &str, message: &str, kind: ErrorKind) -> CommandReply {
             message: message.to_owned(),
             kind: kind as i32,
         })),
-        state_type: String::new(),
+        ..Default::default()
     }
 }
 
@@ -160,6 +176,16 @@ impl CallError {
     }
 }
 
+/// A decoded reply state with the stream version it reflects.
+#[derive(Debug, Clone)]
+pub struct Answer<R> {
+    pub state: R,
+    /// The stream the command changed, when the service said.
+    pub stream: String,
+    /// Its version after the command (`-1`: no stream).
+    pub version: i64,
+}
+
 /// Sends a command and decodes the state in its reply.
 pub async fn call<C: Message, R: Message + Default>(
     bus: &Bus,
@@ -168,14 +194,27 @@ pub async fn call<C: Message, R: Message + Default>(
     command: &C,
     trace: Option<TraceParent>,
 ) -> Result<R, CallError> {
+    call_answer(bus, service, verb, command, trace).await.map(|a| a.state)
+}
+
+/// Like [`call`], keeping the stream version for read-your-writes.
+pub async fn call_answer<C: Message, R: Message + Default>(
+    bus: &Bus,
+    service: Service,
+    verb: &str,
+    command: &C,
+    trace: Option<TraceParent>,
+) -> Result<Answer<R>, CallError> {
     let bytes = bus
         .request(service, verb, Bytes::from(command.encode_to_vec()), trace, CALL_TIMEOUT)
         .await?;
     let reply = CommandReply::decode(bytes).map_err(|e| CallError::Malformed(e.to_string()))?;
     match reply.result {
-        Some(command_reply::Result::State(state)) => {
-            R::decode(state.as_slice()).map_err(|e| CallError::Malformed(e.to_string()))
-        }
+        Some(command_reply::Result::State(state)) => Ok(Answer {
+            state: R::decode(state.as_slice()).map_err(|e| CallError::Malformed(e.to_string()))?,
+            stream: reply.stream,
+            version: reply.version,
+        }),
         Some(command_reply::Result::Error(e)) => Err(CallError::Refused(e)),
         None => Err(CallError::Malformed("empty reply".into())),
     }

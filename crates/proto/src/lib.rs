@@ -293,3 +293,78 @@ mod readme {
         assert_eq!(rows, CATALOGUE.len(), "README lists events that do not exist");
     }
 }
+
+/// Command verbs: `sb.cmd.<service>.<verb>`, request message → reply state.
+/// The contract between services and the gateway; never spell a verb elsewhere.
+pub mod verbs {
+    /// `agent-presence`.
+    pub mod presence {
+        /// `RegisterAgent` → `AgentPresence`.
+        pub const REGISTER: &str = "register";
+        /// `ChangeAgentState` → `AgentPresence`.
+        pub const CHANGE_STATE: &str = "change-state";
+        /// `EnterRona` → `AgentPresence` (system only).
+        pub const ENTER_RONA: &str = "enter-rona";
+        /// `ReserveSlot` → `AgentPresence`.
+        pub const RESERVE_SLOT: &str = "reserve-slot";
+        /// `ReleaseSlot` → `AgentPresence`.
+        pub const RELEASE_SLOT: &str = "release-slot";
+        /// `GetAgent` → `AgentPresence`.
+        pub const GET: &str = "get";
+        /// `ListAgents` → `AgentList`.
+        pub const LIST: &str = "list";
+    }
+    /// `wrap-up`.
+    pub mod wrapup {
+        /// `PutWrapupReason` → `WrapupReason`.
+        pub const PUT_REASON: &str = "put-reason";
+        /// `RetireWrapupReason` → `WrapupReason`.
+        pub const RETIRE_REASON: &str = "retire-reason";
+        /// `ListWrapupReasons` → `WrapupReasonList` (active ones).
+        pub const LIST_REASONS: &str = "list-reasons";
+        /// `SubmitWrapup` → `PendingWrapupList` (what the agent still owes).
+        pub const SUBMIT: &str = "submit";
+        /// `ListPendingWrapups` → `PendingWrapupList`.
+        pub const PENDING: &str = "pending";
+    }
+    /// `conversation`.
+    pub mod conversation {
+        /// `ReceiveCustomerMessage` → `CustomerMessageStored`.
+        pub const RECEIVE: &str = "receive";
+        /// `MakeOffer` → `ConversationSummary` (routing only).
+        pub const OFFER: &str = "offer";
+        /// `AcceptOffer` → `ConversationSummary`.
+        pub const ACCEPT: &str = "accept";
+        /// `ExpireOffer` → `ConversationSummary` (routing's timer).
+        pub const EXPIRE_OFFER: &str = "expire-offer";
+        /// `WithdrawOffer` → `ConversationSummary`.
+        pub const WITHDRAW_OFFER: &str = "withdraw-offer";
+        /// `SendAgentMessage` → `AgentMessageStored`.
+        pub const SEND: &str = "send";
+        /// `RecordMessageStatus` → `ConversationSummary`.
+        pub const RECORD_STATUS: &str = "record-status";
+        /// `TransferConversation` → `ConversationSummary`.
+        pub const TRANSFER: &str = "transfer";
+        /// `RequestConference` → `ConversationSummary`.
+        pub const CONFERENCE: &str = "conference";
+        /// `EndConference` → `ConversationSummary`.
+        pub const END_CONFERENCE: &str = "end-conference";
+        /// `LeaveConversation` → `ConversationSummary`.
+        pub const LEAVE: &str = "leave";
+        /// `EndConversation` → `ConversationSummary`.
+        pub const END: &str = "end";
+        /// `GetConversation` → `ConversationSummary`.
+        pub const GET: &str = "get";
+    }
+    /// `routing`.
+    pub mod routing {
+        /// `PutQueue` → `Queue`.
+        pub const PUT_QUEUE: &str = "put-queue";
+        /// `PutEntryPoint` → `EntryPoint`.
+        pub const PUT_ENTRY_POINT: &str = "put-entry-point";
+        /// `EnsureQueue` → `Queue`.
+        pub const ENSURE_QUEUE: &str = "ensure-queue";
+        /// `ListQueues` → `QueueList`.
+        pub const LIST_QUEUES: &str = "list-queues";
+    }
+}
