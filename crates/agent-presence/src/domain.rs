@@ -10,6 +10,7 @@
 //! conversation ids: an agent that left a conversation by transfer and is later
 //! invited back holds two slots for it (B7.1), each freed on its own.
 
+use std::collections::VecDeque;
 use std::fmt;
 
 /// Chat capacity of an agent registered without one (B1.2).
@@ -24,6 +25,9 @@ pub const MAX_SKILLS: usize = 50;
 pub const MAX_SKILL_CHARS: usize = 64;
 /// Longest idle reason code (`break`, `lunch`, `disconnected`, …), in characters.
 pub const MAX_IDLE_REASON_CHARS: usize = 64;
+/// How many wrap-up ids that freed a slot an agent's state remembers, so a
+/// repeated release for the same wrap-up changes nothing.
+pub const RELEASED_WRAPUP_MEMORY: usize = 256;
 /// The idle reason the gateway uses for a lost session (B1.5).
 pub const IDLE_REASON_DISCONNECTED: &str = "disconnected";
 
@@ -59,6 +63,8 @@ id_newtype!(
     ConversationId,
     /// An offer id (made by routing); the key of a slot holding.
     OfferId,
+    /// A wrap-up id (made by the wrap-up service); its submission frees a slot.
+    WrapupId,
 );
 
 /// Who made a change (B1.4).
@@ -139,28 +145,20 @@ impl Choice {
 }
 
 /// Why a slot came back (B1.3, B7.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReleaseCause {
     /// The offer was withdrawn (expired, session lost, conversation ended) or declined.
     OfferWithdrawn,
-    /// The agent's wrap-up for the conversation was submitted.
-    WrapupSubmitted,
+    /// This wrap-up of the agent for the conversation was submitted.
+    WrapupSubmitted(WrapupId),
 }
 
 impl ReleaseCause {
-    /// The wire spelling (`SlotReleased.cause`).
-    pub fn as_str(self) -> &'static str {
+    /// The cause without its details: `offer_withdrawn` or `wrapup_submitted`.
+    pub fn name(&self) -> &'static str {
         match self {
             ReleaseCause::OfferWithdrawn => "offer_withdrawn",
-            ReleaseCause::WrapupSubmitted => "wrapup_submitted",
-        }
-    }
-
-    pub fn parse(cause: &str) -> Option<ReleaseCause> {
-        match cause {
-            "offer_withdrawn" => Some(ReleaseCause::OfferWithdrawn),
-            "wrapup_submitted" => Some(ReleaseCause::WrapupSubmitted),
-            _ => None,
+            ReleaseCause::WrapupSubmitted(_) => "wrapup_submitted",
         }
     }
 }
@@ -171,12 +169,13 @@ pub enum Release {
     /// The holding taken by this offer, because the offer was withdrawn or
     /// declined. Idempotent: releasing an offer that holds nothing changes nothing.
     Offer(OfferId),
-    /// The oldest holding for this conversation, because a wrap-up for it was
-    /// submitted (B7.5). Wrap-ups and holdings pair up by count, oldest first, so
-    /// an agent that owes two wrap-ups for one conversation (B7.1) frees one slot
-    /// per submission. Not idempotent on its own: the service must apply each
-    /// `WrapupSubmitted` event once (it consumes by event id).
-    Wrapup(ConversationId),
+    /// The oldest holding for this conversation, because wrap-up `wrapup_id`
+    /// for it was submitted (B7.5). Wrap-ups and holdings pair up by count,
+    /// oldest first, so an agent that owes two wrap-ups for one conversation
+    /// (B7.1) frees one slot per submission. Idempotent per wrap-up id (the
+    /// last [`RELEASED_WRAPUP_MEMORY`] are remembered), since the reaction to a
+    /// `WrapupSubmitted` event may run twice.
+    Wrapup { conversation_id: ConversationId, wrapup_id: WrapupId },
 }
 
 /// A registration or profile change (B1.2, `PUT /agents/{id}`).
@@ -373,6 +372,9 @@ pub struct Agent {
     /// routing (B3.2): the last time it became Available, or an offer to it was
     /// made or ended (slot reserved or released), whichever is latest.
     pub idle_since_ms: i64,
+    /// Wrap-ups whose submission freed a slot, most recent last (at most
+    /// [`RELEASED_WRAPUP_MEMORY`]).
+    pub released_wrapups: VecDeque<WrapupId>,
 }
 
 impl Agent {
@@ -533,9 +535,12 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
             let agent = state.agent.as_ref().ok_or(Error::UnknownAgent)?;
             let (holding, cause) = match release {
                 Release::Offer(offer_id) => (agent.holding(offer_id), ReleaseCause::OfferWithdrawn),
-                Release::Wrapup(conversation_id) => (
+                Release::Wrapup { wrapup_id, .. } if agent.released_wrapups.contains(wrapup_id) => {
+                    return Ok(vec![]);
+                }
+                Release::Wrapup { conversation_id, wrapup_id } => (
                     agent.holdings.iter().find(|h| &h.conversation_id == conversation_id),
-                    ReleaseCause::WrapupSubmitted,
+                    ReleaseCause::WrapupSubmitted(wrapup_id.clone()),
                 ),
             };
             Ok(holding
@@ -566,6 +571,7 @@ pub fn evolve(mut state: State, event: &Event) -> State {
             changed_by: by.clone(),
             holdings: Vec::new(),
             idle_since_ms: *at_ms,
+            released_wrapups: VecDeque::new(),
         });
         return state;
     }
@@ -595,9 +601,15 @@ pub fn evolve(mut state: State, event: &Event) -> State {
             });
             agent.idle_since_ms = *at_ms;
         }
-        Event::SlotReleased { offer_id, at_ms, .. } => {
+        Event::SlotReleased { offer_id, cause, at_ms, .. } => {
             if let Some(i) = agent.holdings.iter().position(|h| &h.offer_id == offer_id) {
                 agent.holdings.remove(i);
+                if let ReleaseCause::WrapupSubmitted(wrapup_id) = cause {
+                    if agent.released_wrapups.len() == RELEASED_WRAPUP_MEMORY {
+                        agent.released_wrapups.pop_front();
+                    }
+                    agent.released_wrapups.push_back(wrapup_id.clone());
+                }
                 agent.idle_since_ms = *at_ms;
             }
         }

@@ -12,6 +12,6 @@ pub mod wire;
 
 pub use domain::{
     Actor, Agent, AgentId, Choice, Command, ConversationId, Error, ErrorKind, Event, Holding,
-    OfferId, Presence, PresenceKind, Profile, Release, ReleaseCause, State, SupervisorId, decide,
-    evolve, replay,
+    OfferId, Presence, PresenceKind, Profile, Release, ReleaseCause, State, SupervisorId, WrapupId,
+    decide, evolve, replay,
 };

@@ -12,7 +12,7 @@ use sb_proto::{AgentPresenceEvent, millis_from_timestamp, timestamp_from_millis}
 
 use crate::domain::{
     Actor, Agent, AgentId, Choice, Command, ConversationId, Error, ErrorKind, Event, OfferId,
-    Presence, PresenceKind, Profile, Release, ReleaseCause, SupervisorId,
+    Presence, PresenceKind, Profile, Release, ReleaseCause, SupervisorId, WrapupId,
 };
 
 /// A proto message that does not make a valid domain value.
@@ -118,6 +118,36 @@ fn presence_to_proto(presence: &Presence) -> (v1::PresenceState, String) {
     }
 }
 
+/// `SlotReleased.cause` on the wire: `offer_withdrawn`, or
+/// `wrapup_submitted:<wrapupId>`. The wrap-up id rides in the cause because
+/// `SlotReleased` has no field for it, and the state needs it to recognise a
+/// repeated release (see [`Release::Wrapup`]).
+pub fn cause_to_proto(cause: &ReleaseCause) -> String {
+    match cause {
+        ReleaseCause::OfferWithdrawn => WIRE_OFFER_WITHDRAWN.to_owned(),
+        ReleaseCause::WrapupSubmitted(wrapup_id) => format!("{WIRE_WRAPUP_SUBMITTED}:{wrapup_id}"),
+    }
+}
+
+pub fn cause_from_proto(cause: &str) -> Result<ReleaseCause, WireError> {
+    if cause == WIRE_OFFER_WITHDRAWN {
+        return Ok(ReleaseCause::OfferWithdrawn);
+    }
+    match cause.split_once(':') {
+        Some((WIRE_WRAPUP_SUBMITTED, wrapup_id)) if !wrapup_id.trim().is_empty() => {
+            Ok(ReleaseCause::WrapupSubmitted(WrapupId(wrapup_id.to_owned())))
+        }
+        _ if cause == WIRE_WRAPUP_SUBMITTED => Err(invalid(
+            "cause",
+            "`wrapup_submitted` needs its wrap-up id: `wrapup_submitted:<id>`",
+        )),
+        _ => Err(invalid("cause", format!("unknown cause `{cause}`"))),
+    }
+}
+
+const WIRE_OFFER_WITHDRAWN: &str = "offer_withdrawn";
+const WIRE_WRAPUP_SUBMITTED: &str = "wrapup_submitted";
+
 fn kind_to_proto(kind: PresenceKind) -> v1::PresenceState {
     match kind {
         PresenceKind::LoggedOut => v1::PresenceState::LoggedOut,
@@ -194,7 +224,7 @@ pub fn event_to_proto(agent: &AgentId, event: &Event) -> AgentPresenceEvent {
             agent_id,
             conversation_id: conversation_id.0.clone(),
             offer_id: offer_id.0.clone(),
-            cause: cause.as_str().to_owned(),
+            cause: cause_to_proto(cause),
             at: at_to_proto(*at_ms),
         }
         .into(),
@@ -250,8 +280,7 @@ pub fn event_from_proto(event: &AgentPresenceEvent) -> Result<(AgentId, Event), 
             Event::SlotReleased {
                 conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
                 offer_id: id("offer_id", &e.offer_id, OfferId)?,
-                cause: ReleaseCause::parse(&e.cause)
-                    .ok_or_else(|| invalid("cause", format!("unknown cause `{}`", e.cause)))?,
+                cause: cause_from_proto(&e.cause)?,
                 at_ms: at_from_proto("at", e.at.as_ref())?,
             },
         )),
@@ -318,10 +347,9 @@ pub fn reserve_slot_from_proto(
     Ok((agent_id, command, u64::try_from(msg.expected_version).ok()))
 }
 
-/// verb `release-slot`. With an offer id it releases that offer's holding
-/// (cause `offer_withdrawn`, also the default for an empty cause); with cause
-/// `wrapup_submitted` and no offer id it releases the oldest holding for the
-/// conversation.
+/// verb `release-slot`. Cause `offer_withdrawn` (or empty) releases the
+/// holding of `offer_id`; cause `wrapup_submitted:<wrapupId>` (no offer id)
+/// releases the oldest holding for `conversation_id`, once per wrap-up id.
 pub fn release_slot_from_proto(
     msg: &v1::ReleaseSlot,
     now_ms: i64,
@@ -330,20 +358,35 @@ pub fn release_slot_from_proto(
     let cause = if msg.cause.is_empty() {
         ReleaseCause::OfferWithdrawn
     } else {
-        ReleaseCause::parse(&msg.cause)
-            .ok_or_else(|| invalid("cause", format!("unknown cause `{}`", msg.cause)))?
+        cause_from_proto(&msg.cause)?
     };
     let release = match cause {
         ReleaseCause::OfferWithdrawn => Release::Offer(id("offer_id", &msg.offer_id, OfferId)?),
-        ReleaseCause::WrapupSubmitted => {
+        ReleaseCause::WrapupSubmitted(wrapup_id) => {
             if !msg.offer_id.is_empty() {
                 return Err(invalid(
                     "offer_id",
                     "a wrap-up release names the conversation, not an offer",
                 ));
             }
-            Release::Wrapup(id("conversation_id", &msg.conversation_id, ConversationId)?)
+            let conversation_id = id("conversation_id", &msg.conversation_id, ConversationId)?;
+            Release::Wrapup { conversation_id, wrapup_id }
         }
+    };
+    Ok((agent_id, Command::ReleaseSlot { release, now_ms }))
+}
+
+/// The reaction to the wrap-up service's `WrapupSubmitted` event (B1.3, B7.5):
+/// free one slot of that agent for that conversation. Idempotent per wrap-up
+/// id, so a redelivered event changes nothing.
+pub fn release_for_wrapup_submitted(
+    event: &v1::WrapupSubmitted,
+    now_ms: i64,
+) -> Result<(AgentId, Command), WireError> {
+    let agent_id = id("agent_id", &event.agent_id, AgentId)?;
+    let release = Release::Wrapup {
+        conversation_id: id("conversation_id", &event.conversation_id, ConversationId)?,
+        wrapup_id: id("wrapup_id", &event.wrapup_id, WrapupId)?,
     };
     Ok((agent_id, Command::ReleaseSlot { release, now_ms }))
 }

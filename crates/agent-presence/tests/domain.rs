@@ -372,17 +372,18 @@ fn b1_3_slot_held_until_wrapup_submitted() {
     let state = replay(&events);
     assert_eq!(state.slots_used(), 1);
     assert!(!state.has_free_slot());
-    let state = given(events)
-        .when(Command::ReleaseSlot { release: Release::Wrapup(conv("c1")), now_ms: T0 + 9 })
-        .then([released("c1", "o1", ReleaseCause::WrapupSubmitted, T0 + 9)]);
+    let state = given(events).when(release_wrapup("c1", "w1", T0 + 9)).then([released(
+        "c1",
+        "o1",
+        by_wrapup("w1"),
+        T0 + 9,
+    )]);
     assert!(state.is_routable());
 }
 
 #[test]
 fn b7_5_a_wrapup_release_for_a_conversation_without_a_slot_changes_nothing() {
-    given([registered(3), available(T0)])
-        .when(Command::ReleaseSlot { release: Release::Wrapup(conv("c9")), now_ms: T0 + 1 })
-        .then([]);
+    given([registered(3), available(T0)]).when(release_wrapup("c9", "w1", T0 + 1)).then([]);
 }
 
 #[test]
@@ -400,17 +401,53 @@ fn b7_1_two_slots_for_one_conversation_are_freed_one_per_wrapup_oldest_first() {
         state.agent().unwrap().slot_conversation_ids().cloned().collect::<Vec<_>>(),
         [conv("c1"), conv("c1")]
     );
-    let release = Command::ReleaseSlot { release: Release::Wrapup(conv("c1")), now_ms: T0 + 9 };
-    let state = given(events.clone()).when(release.clone()).then([released(
+    let state = given(events.clone()).when(release_wrapup("c1", "w1", T0 + 9)).then([released(
         "c1",
         "o1",
-        ReleaseCause::WrapupSubmitted,
+        by_wrapup("w1"),
         T0 + 9,
     )]);
     assert_eq!(state.slots_used(), 1);
     let mut events = events;
-    events.push(released("c1", "o1", ReleaseCause::WrapupSubmitted, T0 + 9));
-    given(events).when(release).then([released("c1", "o2", ReleaseCause::WrapupSubmitted, T0 + 9)]);
+    events.push(released("c1", "o1", by_wrapup("w1"), T0 + 9));
+    given(events).when(release_wrapup("c1", "w2", T0 + 10)).then([released(
+        "c1",
+        "o2",
+        by_wrapup("w2"),
+        T0 + 10,
+    )]);
+}
+
+#[test]
+fn b7_5_a_repeated_release_for_the_same_wrapup_frees_nothing_more() {
+    // The reaction to one WrapupSubmitted runs twice: the second slot for c1
+    // (the agent is back in the conference) stays held.
+    let events = vec![
+        registered(3),
+        available(T0),
+        reserved("c1", "o1", T0 + 1),
+        reserved("c1", "o2", T0 + 5),
+        released("c1", "o1", by_wrapup("w1"), T0 + 9),
+    ];
+    let state = given(events).when(release_wrapup("c1", "w1", T0 + 10)).then([]);
+    assert_eq!(state.slots_used(), 1);
+    assert_eq!(state.agent().unwrap().released_wrapups, [WrapupId::new("w1")]);
+}
+
+#[test]
+fn b7_5_released_wrapup_memory_is_bounded() {
+    let mut events = vec![registered(1), available(T0)];
+    for i in 0..(RELEASED_WRAPUP_MEMORY + 5) {
+        let (c, o, w) = (format!("c{i}"), format!("o{i}"), format!("w{i}"));
+        events.push(reserved(&c, &o, T0 + i as i64));
+        events.push(released(&c, &o, by_wrapup(&w), T0 + i as i64));
+    }
+    let agent = replay(&events).agent.unwrap();
+    assert_eq!(agent.released_wrapups.len(), RELEASED_WRAPUP_MEMORY);
+    assert_eq!(
+        agent.released_wrapups.back(),
+        Some(&WrapupId::new(format!("w{}", RELEASED_WRAPUP_MEMORY + 4)))
+    );
 }
 
 #[test]

@@ -51,8 +51,10 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         2 => offer_id()
             .prop_map(|o| Command::ReleaseSlot { release: Release::Offer(o), now_ms: 0 }),
-        2 => conversation_id()
-            .prop_map(|c| Command::ReleaseSlot { release: Release::Wrapup(c), now_ms: 0 }),
+        2 => (conversation_id(), (0..6u8)).prop_map(|(conversation_id, w)| Command::ReleaseSlot {
+            release: Release::Wrapup { conversation_id, wrapup_id: WrapupId::new(format!("w{w}")) },
+            now_ms: 0,
+        }),
     ]
 }
 
@@ -135,6 +137,18 @@ proptest! {
         // Rebuilding from the log gives the running state.
         prop_assert_eq!(replay(&log), state.clone());
         // Every release matched a reservation: holdings = reserved - released.
+        // A wrap-up frees at most one slot, however often its release comes.
+        let mut by_wrapup: Vec<_> = log
+            .iter()
+            .filter_map(|e| match e {
+                Event::SlotReleased { cause: ReleaseCause::WrapupSubmitted(w), .. } => Some(w),
+                _ => None,
+            })
+            .collect();
+        let total = by_wrapup.len();
+        by_wrapup.sort();
+        by_wrapup.dedup();
+        prop_assert_eq!(by_wrapup.len(), total);
         let reserved = log.iter().filter(|e| matches!(e, Event::SlotReserved { .. })).count();
         let released = log.iter().filter(|e| matches!(e, Event::SlotReleased { .. })).count();
         prop_assert_eq!(state.slots_used() as usize, reserved - released);

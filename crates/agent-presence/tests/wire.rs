@@ -30,7 +30,7 @@ fn every_event() -> Vec<Event> {
         changed(PresenceKind::Rona, Presence::LoggedOut, me(), T0 + 4),
         reserved("c1", "o1", T0 + 5),
         released("c1", "o1", ReleaseCause::OfferWithdrawn, T0 + 6),
-        released("c1", "o2", ReleaseCause::WrapupSubmitted, T0 + 7),
+        released("c1", "o2", by_wrapup("w-7f3a"), T0 + 7),
     ]
 }
 
@@ -225,15 +225,17 @@ fn b1_3_release_slot_command_by_offer_or_by_wrapup() {
     let withdrawn = v1::ReleaseSlot { cause: "offer_withdrawn".into(), ..msg.clone() };
     assert_eq!(release_slot_from_proto(&withdrawn, T0), Ok((alice(), by_offer)));
     let wrapup = v1::ReleaseSlot {
-        cause: "wrapup_submitted".into(),
+        cause: "wrapup_submitted:w1".into(),
         offer_id: String::new(),
         ..msg.clone()
     };
-    assert_eq!(
-        release_slot_from_proto(&wrapup, T0),
-        Ok((alice(), Command::ReleaseSlot { release: Release::Wrapup(conv("c1")), now_ms: T0 }))
-    );
-    let both = v1::ReleaseSlot { cause: "wrapup_submitted".into(), ..msg.clone() };
+    assert_eq!(release_slot_from_proto(&wrapup, T0), Ok((alice(), release_wrapup("c1", "w1", T0))));
+    let no_id = v1::ReleaseSlot { cause: "wrapup_submitted".into(), ..wrapup.clone() };
+    assert!(matches!(
+        release_slot_from_proto(&no_id, T0),
+        Err(WireError::Invalid { field: "cause", .. })
+    ));
+    let both = v1::ReleaseSlot { cause: "wrapup_submitted:w1".into(), ..msg.clone() };
     assert!(release_slot_from_proto(&both, T0).is_err());
     let unknown = v1::ReleaseSlot { cause: "whatever".into(), ..msg };
     assert!(matches!(
@@ -274,4 +276,38 @@ fn errors_map_to_command_errors_with_stable_codes_and_kinds() {
     assert_eq!(error_to_proto(&Error::NotYourAgent).kind, v1::ErrorKind::Forbidden as i32);
     let wire = WireError::Missing("agent_id").to_proto();
     assert_eq!((wire.code.as_str(), wire.kind), ("missing_field", v1::ErrorKind::Invalid as i32));
+}
+
+#[test]
+fn b7_5_slot_released_by_a_wrapup_names_it_in_the_cause() {
+    let wire = event_to_proto(&alice(), &released("c1", "o1", by_wrapup("w1"), T0));
+    let AgentPresenceEvent::SlotReleased(e) = wire else { panic!("{wire:?}") };
+    assert_eq!(e.cause, "wrapup_submitted:w1");
+    assert_eq!(e.offer_id, "o1");
+    let wire = event_to_proto(&alice(), &released("c1", "o1", ReleaseCause::OfferWithdrawn, T0));
+    let AgentPresenceEvent::SlotReleased(e) = wire else { panic!("{wire:?}") };
+    assert_eq!(e.cause, "offer_withdrawn");
+    assert!(cause_from_proto("wrapup_submitted:").is_err());
+    assert!(cause_from_proto("wrapup_submitted").is_err());
+    assert!(cause_from_proto("nope:w1").is_err());
+    assert_eq!(cause_from_proto("wrapup_submitted:a:b"), Ok(by_wrapup("a:b")));
+}
+
+#[test]
+fn b7_5_presence_reacts_to_wrapup_submitted_by_releasing_one_slot() {
+    let event = v1::WrapupSubmitted {
+        wrapup_id: "w1".into(),
+        agent_id: "alice".into(),
+        conversation_id: "c1".into(),
+        reason_code: "resolved".into(),
+        note: String::new(),
+        automatic: false,
+        at: Some(sb_proto::timestamp_from_millis(T0)),
+    };
+    assert_eq!(
+        release_for_wrapup_submitted(&event, T0 + 1),
+        Ok((alice(), release_wrapup("c1", "w1", T0 + 1)))
+    );
+    let no_id = v1::WrapupSubmitted { wrapup_id: String::new(), ..event };
+    assert_eq!(release_for_wrapup_submitted(&no_id, T0), Err(WireError::Missing("wrapup_id")));
 }

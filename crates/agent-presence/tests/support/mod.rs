@@ -53,6 +53,17 @@ pub fn released(c: &str, o: &str, cause: ReleaseCause, at_ms: i64) -> Event {
     Event::SlotReleased { conversation_id: conv(c), offer_id: offer(o), cause, at_ms }
 }
 
+pub fn by_wrapup(w: &str) -> ReleaseCause {
+    ReleaseCause::WrapupSubmitted(WrapupId::new(w))
+}
+
+pub fn release_wrapup(c: &str, w: &str, now_ms: i64) -> Command {
+    Command::ReleaseSlot {
+        release: Release::Wrapup { conversation_id: conv(c), wrapup_id: WrapupId::new(w) },
+        now_ms,
+    }
+}
+
 pub fn reserve(c: &str, o: &str, now_ms: i64) -> Command {
     Command::ReserveSlot { conversation_id: conv(c), offer_id: offer(o), now_ms }
 }
