@@ -400,6 +400,16 @@ impl Agent {
     pub fn holding(&self, offer_id: &OfferId) -> Option<&Holding> {
         self.holdings.iter().find(|h| &h.offer_id == offer_id)
     }
+
+    /// Whether the agent belongs in a listing (`ListAgents`, B1.4, B5.1):
+    /// `search` is a case-insensitive substring of the name (blank matches
+    /// all); `available_only` keeps agents that are Available with a free slot
+    /// (the transfer directory).
+    pub fn listed(&self, available_only: bool, search: &str) -> bool {
+        let needle = search.trim().to_lowercase();
+        (!available_only || self.is_routable())
+            && (needle.is_empty() || self.name.to_lowercase().contains(&needle))
+    }
 }
 
 /// The state of one agent aggregate: nothing until it is registered.

@@ -469,3 +469,18 @@ fn b9_events_before_registration_are_ignored_when_replaying() {
     let state = replay(&[reserved("c1", "o1", T0), available(T0)]);
     assert_eq!(state, State::default());
 }
+
+#[test]
+fn b5_1_the_agent_directory_filters_by_name_and_availability() {
+    let state = replay(&[registered(1), available(T0)]);
+    let agent = state.agent().unwrap();
+    assert!(agent.listed(true, "SMITH"));
+    assert!(agent.listed(false, "ice s"));
+    assert!(agent.listed(true, " "));
+    assert!(!agent.listed(false, "bob"));
+    let full = replay(&[registered(1), available(T0), reserved("c1", "o1", T0)]);
+    assert!(!full.agent().unwrap().listed(true, ""));
+    assert!(full.agent().unwrap().listed(false, ""));
+    let away = replay(&[registered(1)]);
+    assert!(!away.agent().unwrap().listed(true, "alice"));
+}

@@ -304,6 +304,27 @@ pub fn submit_from_proto(
     Ok((agent_id, command))
 }
 
+/// The reaction to the conversation service's `ParticipantLeft` (B7.1): the
+/// agent owes one wrap-up for this leave, since the leave's own time, with the
+/// auto deadline `auto_wrapup_secs` later (0 disables it). `wrapup_id` must be
+/// derived from the event id, so a redelivered event owes nothing twice.
+pub fn owe_for_participant_left(
+    event: &v1::ParticipantLeft,
+    wrapup_id: WrapupId,
+    auto_wrapup_secs: u32,
+) -> Result<(AgentId, pending::Command), WireError> {
+    let agent_id = id("agent_id", &event.agent_id, AgentId)?;
+    let now_ms = at_from_proto("at", event.at.as_ref())?;
+    let command = pending::Command::OweWrapup {
+        wrapup_id,
+        conversation_id: id("conversation_id", &event.conversation_id, ConversationId)?,
+        leave_reason: leave_reason_from_proto("reason", event.reason)?,
+        now_ms,
+        auto_at_ms: pending::auto_deadline(now_ms, auto_wrapup_secs),
+    };
+    Ok((agent_id, command))
+}
+
 // ---- state ---------------------------------------------------------------------------
 
 pub fn reason_to_proto(reason: &Reason) -> v1::WrapupReason {

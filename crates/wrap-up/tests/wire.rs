@@ -249,3 +249,38 @@ fn errors_map_to_command_errors_with_stable_codes_and_kinds() {
     let wire = WireError::Missing("code").to_proto();
     assert_eq!((wire.code.as_str(), wire.kind), ("missing_field", v1::ErrorKind::Invalid as i32));
 }
+
+#[test]
+fn b7_1_a_participant_leaving_owes_a_wrapup_from_the_time_it_left() {
+    let left = v1::ParticipantLeft {
+        conversation_id: "c1".into(),
+        agent_id: "alice".into(),
+        reason: v1::LeaveReason::Transferred as i32,
+        at: Some(timestamp_from_millis(T0)),
+    };
+    let (agent, command) = owe_for_participant_left(&left, wid("w1"), 120).unwrap();
+    assert_eq!(agent, alice());
+    assert_eq!(
+        command,
+        pending::Command::OweWrapup {
+            wrapup_id: wid("w1"),
+            conversation_id: conv("c1"),
+            leave_reason: LeaveReason::Transferred,
+            now_ms: T0,
+            auto_at_ms: Some(T0 + 120_000),
+        }
+    );
+    let (_, pending::Command::OweWrapup { auto_at_ms, .. }) =
+        owe_for_participant_left(&left, wid("w1"), 0).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(auto_at_ms, None);
+    let no_reason = v1::ParticipantLeft { reason: 0, ..left.clone() };
+    assert_eq!(
+        owe_for_participant_left(&no_reason, wid("w1"), 120),
+        Err(WireError::Missing("reason"))
+    );
+    let no_time = v1::ParticipantLeft { at: None, ..left };
+    assert_eq!(owe_for_participant_left(&no_time, wid("w1"), 120), Err(WireError::Missing("at")));
+}
