@@ -388,3 +388,52 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     assert!(err.to_string().contains("in use"), "{err}");
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_committed_appends_read_back_the_same_live_and_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = TestServer::start_in(dir.path(), eventlog::server::Auth::default()).await;
+    let store = srv.client();
+    let mut tasks = Vec::new();
+    for w in 0..64u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("g-{w}");
+            let mut expected = ExpectedVersion::NoStream;
+            for i in 0..20u64 {
+                let batch: Vec<NewEvent> =
+                    (0..1 + i % 3).map(|k| ev(w * 1000 + i * 10 + k)).collect();
+                expected =
+                    store.append(&stream, expected, &batch).await.unwrap().next_expected_version;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read_everything = |store: HttpEventStore| async move {
+        let mut pos = AllPosition::START;
+        let mut events = Vec::new();
+        loop {
+            let slice = store.read_all_forward(pos, 500, &AllFilter::None, None).await.unwrap();
+            events.extend(slice.events);
+            pos = slice.next_position;
+            if slice.head_of_stream {
+                break;
+            }
+        }
+        events
+    };
+    let live = read_everything(store.clone()).await;
+    // Per writer: 20 batches of 1, 2, 3, 1, 2, 3… events = 39.
+    assert_eq!(live.len(), 64 * 39);
+    for w in 0..64 {
+        let loaded = store.load_stream(&format!("g-{w}")).await.unwrap();
+        assert_eq!(loaded.events.len(), 39);
+    }
+    srv.stop().await;
+    let srv = TestServer::start_in(dir.path(), eventlog::server::Auth::default()).await;
+    let after = read_everything(srv.client()).await;
+    assert_eq!(live, after);
+    srv.stop().await;
+}

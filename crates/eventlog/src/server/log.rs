@@ -92,7 +92,8 @@ fn put_stream(buf: &mut Vec<u8>, stream: &str) {
     buf.extend_from_slice(&stream.as_bytes()[..usize::from(len)]);
 }
 
-/// Encodes an append frame at file offset `base + buf.len()`; returns each
+/// Encodes an append frame at the end of `buf`, which starts at file offset
+/// `base` (a group commit holds several frames); returns each
 /// record's absolute offset and length.
 pub fn encode_append(
     buf: &mut Vec<u8>,

@@ -672,14 +672,7 @@ impl Writer {
                         let now = SystemTime::now()
                             .duration_since(UNIX_EPOCH)
                             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-                        let records = log::encode_append(
-                            buf,
-                            self.end + buf.len() as u64,
-                            &name,
-                            first,
-                            now,
-                            &events,
-                        );
+                        let records = log::encode_append(buf, self.end, &name, first, now, &events);
                         let s = self.streams.entry(name.clone()).or_default();
                         s.apply_append(ids);
                         changes.push(Change::Append { stream: name, first, records });
