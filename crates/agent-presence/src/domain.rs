@@ -222,6 +222,7 @@ pub enum Event {
         at_ms: i64,
     },
     AgentProfileUpdated {
+        agent_id: AgentId,
         name: String,
         capacity: u32,
         skills: Vec<String>,
@@ -229,17 +230,20 @@ pub enum Event {
         at_ms: i64,
     },
     StateChanged {
+        agent_id: AgentId,
         from: PresenceKind,
         to: Presence,
         by: Actor,
         at_ms: i64,
     },
     SlotReserved {
+        agent_id: AgentId,
         conversation_id: ConversationId,
         offer_id: OfferId,
         at_ms: i64,
     },
     SlotReleased {
+        agent_id: AgentId,
         conversation_id: ConversationId,
         offer_id: OfferId,
         cause: ReleaseCause,
@@ -248,6 +252,17 @@ pub enum Event {
 }
 
 impl Event {
+    /// The agent whose stream (`agent-<id>`) the event belongs to.
+    pub fn agent_id(&self) -> &AgentId {
+        match self {
+            Event::AgentRegistered { agent_id, .. }
+            | Event::AgentProfileUpdated { agent_id, .. }
+            | Event::StateChanged { agent_id, .. }
+            | Event::SlotReserved { agent_id, .. }
+            | Event::SlotReleased { agent_id, .. } => agent_id,
+        }
+    }
+
     /// The event type name (the proto message name).
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -460,7 +475,8 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 {
                     vec![]
                 }
-                Some(_) => vec![Event::AgentProfileUpdated {
+                Some(agent) => vec![Event::AgentProfileUpdated {
+                    agent_id: agent.id.clone(),
                     name,
                     capacity,
                     skills,
@@ -490,6 +506,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 return Ok(vec![]);
             }
             Ok(vec![Event::StateChanged {
+                agent_id: agent.id.clone(),
                 from: agent.presence.kind(),
                 to,
                 by: by.clone(),
@@ -501,6 +518,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
             let mut events = Vec::new();
             if let Some(holding) = offer_id.as_ref().and_then(|id| agent.holding(id)) {
                 events.push(Event::SlotReleased {
+                    agent_id: agent.id.clone(),
                     conversation_id: holding.conversation_id.clone(),
                     offer_id: holding.offer_id.clone(),
                     cause: ReleaseCause::OfferWithdrawn,
@@ -509,6 +527,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
             }
             if agent.presence == Presence::Available {
                 events.push(Event::StateChanged {
+                    agent_id: agent.id.clone(),
                     from: PresenceKind::Available,
                     to: Presence::Rona,
                     by: Actor::System,
@@ -536,6 +555,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 });
             }
             Ok(vec![Event::SlotReserved {
+                agent_id: agent.id.clone(),
                 conversation_id: conversation_id.clone(),
                 offer_id: offer_id.clone(),
                 at_ms: *now_ms,
@@ -555,6 +575,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
             };
             Ok(holding
                 .map(|h| Event::SlotReleased {
+                    agent_id: agent.id.clone(),
                     conversation_id: h.conversation_id.clone(),
                     offer_id: h.offer_id.clone(),
                     cause,
@@ -567,8 +588,9 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
 }
 
 /// Fold one event into the state. Events come from the log: they were valid
-/// when decided, so `evolve` never refuses; an event that cannot apply (say, a
-/// slot event before registration) is ignored rather than invented into state.
+/// when decided, so `evolve` never refuses; an event that cannot apply (a slot
+/// event before registration, another agent's event) is ignored rather than
+/// invented into state.
 pub fn evolve(mut state: State, event: &Event) -> State {
     if let Event::AgentRegistered { agent_id, name, capacity, skills, by, at_ms } = event {
         state.agent = Some(Agent {
@@ -588,6 +610,9 @@ pub fn evolve(mut state: State, event: &Event) -> State {
     let Some(agent) = state.agent.as_mut() else {
         return state;
     };
+    if event.agent_id() != &agent.id {
+        return state; // another agent's event in this stream: a bug upstream, not state
+    }
     match event {
         Event::AgentRegistered { .. } => {}
         Event::AgentProfileUpdated { name, capacity, skills, .. } => {
@@ -603,7 +628,7 @@ pub fn evolve(mut state: State, event: &Event) -> State {
             agent.state_since_ms = *at_ms;
             agent.changed_by = by.clone();
         }
-        Event::SlotReserved { conversation_id, offer_id, at_ms } => {
+        Event::SlotReserved { conversation_id, offer_id, at_ms, .. } => {
             agent.holdings.push(Holding {
                 offer_id: offer_id.clone(),
                 conversation_id: conversation_id.clone(),

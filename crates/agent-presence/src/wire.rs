@@ -4,8 +4,8 @@
 //! the service answers as an `ERROR_KIND_INVALID` [`v1::CommandError`] (for
 //! commands) or reports as a corrupt event (for the log).
 //!
-//! Proto events carry the agent id; domain events do not (the aggregate is the
-//! agent), so encoding takes it as an argument and decoding returns it.
+//! [`event_to_json`] / [`event_from_json`] are what an event-log aggregate
+//! needs (`event_type` plus the proto3 JSON of the message).
 
 use sb_proto::v1;
 use sb_proto::{AgentPresenceEvent, millis_from_timestamp, timestamp_from_millis};
@@ -174,13 +174,12 @@ fn presence_from_proto(
 
 // ---- events ----------------------------------------------------------------------
 
-/// Encode a domain event of agent `agent` for the log and the bus.
-pub fn event_to_proto(agent: &AgentId, event: &Event) -> AgentPresenceEvent {
-    let agent_id = agent.0.clone();
+/// Encode a domain event for the log and the bus.
+pub fn event_to_proto(event: &Event) -> AgentPresenceEvent {
     match event {
-        Event::AgentRegistered { agent_id: registered, name, capacity, skills, by, at_ms } => {
+        Event::AgentRegistered { agent_id, name, capacity, skills, by, at_ms } => {
             v1::AgentRegistered {
-                agent_id: registered.0.clone(),
+                agent_id: agent_id.0.clone(),
                 name: name.clone(),
                 capacity: *capacity,
                 skills: skills.clone(),
@@ -189,9 +188,9 @@ pub fn event_to_proto(agent: &AgentId, event: &Event) -> AgentPresenceEvent {
             }
             .into()
         }
-        Event::AgentProfileUpdated { name, capacity, skills, by, at_ms } => {
+        Event::AgentProfileUpdated { agent_id, name, capacity, skills, by, at_ms } => {
             v1::AgentProfileUpdated {
-                agent_id,
+                agent_id: agent_id.0.clone(),
                 name: name.clone(),
                 capacity: *capacity,
                 skills: skills.clone(),
@@ -200,91 +199,90 @@ pub fn event_to_proto(agent: &AgentId, event: &Event) -> AgentPresenceEvent {
             }
             .into()
         }
-        Event::StateChanged { from, to, by, at_ms } => {
+        Event::StateChanged { agent_id, from, to, by, at_ms } => {
             let (state, idle_reason) = presence_to_proto(to);
-            let previous_state = kind_to_proto(*from);
             v1::AgentStateChanged {
-                agent_id,
+                agent_id: agent_id.0.clone(),
                 state: state as i32,
                 idle_reason,
-                previous_state: previous_state as i32,
+                previous_state: kind_to_proto(*from) as i32,
                 by: Some(actor_to_proto(by)),
                 at: at_to_proto(*at_ms),
             }
             .into()
         }
-        Event::SlotReserved { conversation_id, offer_id, at_ms } => v1::SlotReserved {
-            agent_id,
+        Event::SlotReserved { agent_id, conversation_id, offer_id, at_ms } => v1::SlotReserved {
+            agent_id: agent_id.0.clone(),
             conversation_id: conversation_id.0.clone(),
             offer_id: offer_id.0.clone(),
             at: at_to_proto(*at_ms),
         }
         .into(),
-        Event::SlotReleased { conversation_id, offer_id, cause, at_ms } => v1::SlotReleased {
-            agent_id,
-            conversation_id: conversation_id.0.clone(),
-            offer_id: offer_id.0.clone(),
-            cause: cause_to_proto(cause),
-            at: at_to_proto(*at_ms),
+        Event::SlotReleased { agent_id, conversation_id, offer_id, cause, at_ms } => {
+            v1::SlotReleased {
+                agent_id: agent_id.0.clone(),
+                conversation_id: conversation_id.0.clone(),
+                offer_id: offer_id.0.clone(),
+                cause: cause_to_proto(cause),
+                at: at_to_proto(*at_ms),
+            }
+            .into()
         }
-        .into(),
     }
 }
 
 /// Decode an event from the log or the bus.
-pub fn event_from_proto(event: &AgentPresenceEvent) -> Result<(AgentId, Event), WireError> {
-    match event {
-        AgentPresenceEvent::AgentRegistered(e) => {
-            let agent_id = id("agent_id", &e.agent_id, AgentId)?;
-            Ok((
-                agent_id.clone(),
-                Event::AgentRegistered {
-                    agent_id,
-                    name: e.name.clone(),
-                    capacity: e.capacity,
-                    skills: e.skills.clone(),
-                    by: actor_from_proto(e.by.as_ref())?,
-                    at_ms: at_from_proto("at", e.at.as_ref())?,
-                },
-            ))
-        }
-        AgentPresenceEvent::AgentProfileUpdated(e) => Ok((
-            id("agent_id", &e.agent_id, AgentId)?,
-            Event::AgentProfileUpdated {
-                name: e.name.clone(),
-                capacity: e.capacity,
-                skills: e.skills.clone(),
-                by: actor_from_proto(e.by.as_ref())?,
-                at_ms: at_from_proto("at", e.at.as_ref())?,
-            },
-        )),
-        AgentPresenceEvent::AgentStateChanged(e) => Ok((
-            id("agent_id", &e.agent_id, AgentId)?,
-            Event::StateChanged {
-                to: presence_from_proto("state", e.state, &e.idle_reason)?,
-                from: presence_from_proto("previous_state", e.previous_state, "")?.kind(),
-                by: actor_from_proto(e.by.as_ref())?,
-                at_ms: at_from_proto("at", e.at.as_ref())?,
-            },
-        )),
-        AgentPresenceEvent::SlotReserved(e) => Ok((
-            id("agent_id", &e.agent_id, AgentId)?,
-            Event::SlotReserved {
-                conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
-                offer_id: id("offer_id", &e.offer_id, OfferId)?,
-                at_ms: at_from_proto("at", e.at.as_ref())?,
-            },
-        )),
-        AgentPresenceEvent::SlotReleased(e) => Ok((
-            id("agent_id", &e.agent_id, AgentId)?,
-            Event::SlotReleased {
-                conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
-                offer_id: id("offer_id", &e.offer_id, OfferId)?,
-                cause: cause_from_proto(&e.cause)?,
-                at_ms: at_from_proto("at", e.at.as_ref())?,
-            },
-        )),
-    }
+pub fn event_from_proto(event: &AgentPresenceEvent) -> Result<Event, WireError> {
+    Ok(match event {
+        AgentPresenceEvent::AgentRegistered(e) => Event::AgentRegistered {
+            agent_id: id("agent_id", &e.agent_id, AgentId)?,
+            name: e.name.clone(),
+            capacity: e.capacity,
+            skills: e.skills.clone(),
+            by: actor_from_proto(e.by.as_ref())?,
+            at_ms: at_from_proto("at", e.at.as_ref())?,
+        },
+        AgentPresenceEvent::AgentProfileUpdated(e) => Event::AgentProfileUpdated {
+            agent_id: id("agent_id", &e.agent_id, AgentId)?,
+            name: e.name.clone(),
+            capacity: e.capacity,
+            skills: e.skills.clone(),
+            by: actor_from_proto(e.by.as_ref())?,
+            at_ms: at_from_proto("at", e.at.as_ref())?,
+        },
+        AgentPresenceEvent::AgentStateChanged(e) => Event::StateChanged {
+            agent_id: id("agent_id", &e.agent_id, AgentId)?,
+            to: presence_from_proto("state", e.state, &e.idle_reason)?,
+            from: presence_from_proto("previous_state", e.previous_state, "")?.kind(),
+            by: actor_from_proto(e.by.as_ref())?,
+            at_ms: at_from_proto("at", e.at.as_ref())?,
+        },
+        AgentPresenceEvent::SlotReserved(e) => Event::SlotReserved {
+            agent_id: id("agent_id", &e.agent_id, AgentId)?,
+            conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
+            offer_id: id("offer_id", &e.offer_id, OfferId)?,
+            at_ms: at_from_proto("at", e.at.as_ref())?,
+        },
+        AgentPresenceEvent::SlotReleased(e) => Event::SlotReleased {
+            agent_id: id("agent_id", &e.agent_id, AgentId)?,
+            conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
+            offer_id: id("offer_id", &e.offer_id, OfferId)?,
+            cause: cause_from_proto(&e.cause)?,
+            at_ms: at_from_proto("at", e.at.as_ref())?,
+        },
+    })
+}
+
+/// The event type and proto3 JSON of an event, as stored in the log.
+pub fn event_to_json(event: &Event) -> (&'static str, Vec<u8>) {
+    let wire = event_to_proto(event);
+    (wire.event_type(), wire.to_json())
+}
+
+/// The inverse of [`event_to_json`]; input from the log, so never a panic.
+pub fn event_from_json(event_type: &str, data: &[u8]) -> Result<Event, String> {
+    let wire = AgentPresenceEvent::from_json(event_type, data).map_err(|e| e.to_string())?;
+    event_from_proto(&wire).map_err(|e| e.to_string())
 }
 
 // ---- commands ----------------------------------------------------------------------

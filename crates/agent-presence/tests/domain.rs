@@ -31,6 +31,7 @@ fn b1_2_re_registering_updates_the_profile_and_keeps_state_and_slots() {
     let state = given([registered(3), available(T0 + 1), reserved("c1", "o1", T0 + 2)])
         .when(Command::Register { agent_id: alice(), profile, by: sup(), now_ms: T0 + 3 })
         .then([Event::AgentProfileUpdated {
+            agent_id: alice(),
             name: "Alice S.".into(),
             capacity: 5,
             skills: vec!["billing".into(), "es".into()],
@@ -98,6 +99,7 @@ fn b1_1_lowering_capacity_below_slots_in_use_is_allowed_but_blocks_new_offers() 
     let state = given(events.clone())
         .when(Command::Register { agent_id: alice(), profile, by: sup(), now_ms: 3 })
         .then([Event::AgentProfileUpdated {
+            agent_id: alice(),
             name: "Alice Smith".into(),
             capacity: 1,
             skills: vec![],
@@ -106,6 +108,7 @@ fn b1_1_lowering_capacity_below_slots_in_use_is_allowed_but_blocks_new_offers() 
         }]);
     assert_eq!(state.slots_used(), 2);
     events.push(Event::AgentProfileUpdated {
+        agent_id: alice(),
         name: "Alice Smith".into(),
         capacity: 1,
         skills: vec![],
@@ -483,4 +486,19 @@ fn b5_1_the_agent_directory_filters_by_name_and_availability() {
     assert!(full.agent().unwrap().listed(false, ""));
     let away = replay(&[registered(1)]);
     assert!(!away.agent().unwrap().listed(true, "alice"));
+}
+
+#[test]
+fn b9_3_another_agents_event_does_not_change_this_agent() {
+    let state = replay(&[registered(3), available(T0)]);
+    let bob = Event::SlotReserved {
+        agent_id: AgentId::new("bob"),
+        conversation_id: conv("c1"),
+        offer_id: offer("o1"),
+        at_ms: T0,
+    };
+    assert_eq!(evolve(state.clone(), &bob), state);
+    assert!(
+        decide(&state, &reserve("c1", "o1", T0)).unwrap().iter().all(|e| e.agent_id() == &alice())
+    );
 }

@@ -18,6 +18,7 @@ fn every_event() -> Vec<Event> {
             at_ms: T0,
         },
         Event::AgentProfileUpdated {
+            agent_id: alice(),
             name: "Alice S.".into(),
             capacity: 5,
             skills: vec![],
@@ -37,24 +38,35 @@ fn every_event() -> Vec<Event> {
 #[test]
 fn b9_1_every_event_round_trips_through_proto_json_and_protobuf() {
     for event in every_event() {
-        let wire = event_to_proto(&alice(), &event);
+        let wire = event_to_proto(&event);
         assert_eq!(wire.event_type(), event.event_type());
-        assert_eq!(event_from_proto(&wire), Ok((alice(), event.clone())));
+        assert_eq!(event_from_proto(&wire), Ok(event.clone()));
         let json = wire.to_json();
         let back = AgentPresenceEvent::from_json(wire.event_type(), &json).unwrap();
-        assert_eq!(event_from_proto(&back), Ok((alice(), event.clone())));
+        assert_eq!(event_from_proto(&back), Ok(event.clone()));
         let bytes = wire.to_proto();
         let back = AgentPresenceEvent::from_proto(wire.event_type(), &bytes).unwrap();
-        assert_eq!(event_from_proto(&back), Ok((alice(), event)));
+        assert_eq!(event_from_proto(&back), Ok(event));
     }
 }
 
 #[test]
+fn b9_1_events_are_stored_as_type_and_proto3_json() {
+    for event in every_event() {
+        let (event_type, json) = event_to_json(&event);
+        assert_eq!(event_type, event.event_type());
+        assert!(std::str::from_utf8(&json).unwrap().contains(r#""agentId":"alice""#));
+        assert_eq!(event_from_json(event_type, &json), Ok(event));
+    }
+    assert!(event_from_json("SlotReserved", b"{}").unwrap_err().contains("agent_id"));
+    assert!(event_from_json("NoSuchEvent", b"{}").is_err());
+    assert!(event_from_json("SlotReserved", b"{not json").is_err());
+}
+
+#[test]
 fn b9_1_state_changed_carries_previous_state_and_idle_reason() {
-    let wire = event_to_proto(
-        &alice(),
-        &changed(PresenceKind::Available, Presence::Idle("lunch".into()), me(), T0),
-    );
+    let wire =
+        event_to_proto(&changed(PresenceKind::Available, Presence::Idle("lunch".into()), me(), T0));
     let AgentPresenceEvent::AgentStateChanged(e) = wire else { panic!("{wire:?}") };
     assert_eq!(e.state, v1::PresenceState::Idle as i32);
     assert_eq!(e.previous_state, v1::PresenceState::Available as i32);
@@ -280,11 +292,11 @@ fn errors_map_to_command_errors_with_stable_codes_and_kinds() {
 
 #[test]
 fn b7_5_slot_released_by_a_wrapup_names_it_in_the_cause() {
-    let wire = event_to_proto(&alice(), &released("c1", "o1", by_wrapup("w1"), T0));
+    let wire = event_to_proto(&released("c1", "o1", by_wrapup("w1"), T0));
     let AgentPresenceEvent::SlotReleased(e) = wire else { panic!("{wire:?}") };
     assert_eq!(e.cause, "wrapup_submitted:w1");
     assert_eq!(e.offer_id, "o1");
-    let wire = event_to_proto(&alice(), &released("c1", "o1", ReleaseCause::OfferWithdrawn, T0));
+    let wire = event_to_proto(&released("c1", "o1", ReleaseCause::OfferWithdrawn, T0));
     let AgentPresenceEvent::SlotReleased(e) = wire else { panic!("{wire:?}") };
     assert_eq!(e.cause, "offer_withdrawn");
     assert!(cause_from_proto("wrapup_submitted:").is_err());

@@ -38,7 +38,7 @@ pub fn registered(capacity: u32) -> Event {
 }
 
 pub fn changed(from: PresenceKind, to: Presence, by: Actor, at_ms: i64) -> Event {
-    Event::StateChanged { from, to, by, at_ms }
+    Event::StateChanged { agent_id: alice(), from, to, by, at_ms }
 }
 
 pub fn available(at_ms: i64) -> Event {
@@ -46,11 +46,17 @@ pub fn available(at_ms: i64) -> Event {
 }
 
 pub fn reserved(c: &str, o: &str, at_ms: i64) -> Event {
-    Event::SlotReserved { conversation_id: conv(c), offer_id: offer(o), at_ms }
+    Event::SlotReserved { agent_id: alice(), conversation_id: conv(c), offer_id: offer(o), at_ms }
 }
 
 pub fn released(c: &str, o: &str, cause: ReleaseCause, at_ms: i64) -> Event {
-    Event::SlotReleased { conversation_id: conv(c), offer_id: offer(o), cause, at_ms }
+    Event::SlotReleased {
+        agent_id: alice(),
+        conversation_id: conv(c),
+        offer_id: offer(o),
+        cause,
+        at_ms,
+    }
 }
 
 pub fn by_wrapup(w: &str) -> ReleaseCause {
