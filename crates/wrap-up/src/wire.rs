@@ -4,8 +4,8 @@
 //! the service answers as an `ERROR_KIND_INVALID` [`v1::CommandError`] (for
 //! commands) or reports as a corrupt event (for the log).
 //!
-//! Proto events of `wrapup-<agentId>` carry the agent id; domain events do not
-//! (the aggregate is the agent), so encoding takes it and decoding returns it.
+//! `*_event_to_json` / `*_event_from_json` are what an event-log aggregate
+//! needs (`event_type` plus the proto3 JSON of the message).
 
 use sb_proto::v1;
 use sb_proto::{WrapUpEvent, millis_from_timestamp, timestamp_from_millis};
@@ -139,7 +139,7 @@ pub fn leave_reason_from_proto(field: &'static str, value: i32) -> Result<LeaveR
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
     Catalogue(catalogue::Event),
-    Pending(AgentId, pending::Event),
+    Pending(pending::Event),
 }
 
 pub fn catalogue_event_to_proto(event: &catalogue::Event) -> WrapUpEvent {
@@ -167,10 +167,11 @@ pub fn catalogue_event_to_proto(event: &catalogue::Event) -> WrapUpEvent {
     }
 }
 
-/// Encode an event of agent `agent`'s stream.
-pub fn pending_event_to_proto(agent: &AgentId, event: &pending::Event) -> WrapUpEvent {
+/// Encode an event of an agent's `wrapup-<agentId>` stream.
+pub fn pending_event_to_proto(event: &pending::Event) -> WrapUpEvent {
     match event {
         pending::Event::WrapupOwed {
+            agent_id,
             wrapup_id,
             conversation_id,
             leave_reason,
@@ -178,7 +179,7 @@ pub fn pending_event_to_proto(agent: &AgentId, event: &pending::Event) -> WrapUp
             auto_at_ms,
         } => v1::WrapupOwed {
             wrapup_id: wrapup_id.0.clone(),
-            agent_id: agent.0.clone(),
+            agent_id: agent_id.0.clone(),
             conversation_id: conversation_id.0.clone(),
             leave_reason: leave_reason_to_proto(*leave_reason) as i32,
             since: at_to_proto(*since_ms),
@@ -186,6 +187,7 @@ pub fn pending_event_to_proto(agent: &AgentId, event: &pending::Event) -> WrapUp
         }
         .into(),
         pending::Event::WrapupSubmitted {
+            agent_id,
             wrapup_id,
             conversation_id,
             reason_code,
@@ -194,7 +196,7 @@ pub fn pending_event_to_proto(agent: &AgentId, event: &pending::Event) -> WrapUp
             at_ms,
         } => v1::WrapupSubmitted {
             wrapup_id: wrapup_id.0.clone(),
-            agent_id: agent.0.clone(),
+            agent_id: agent_id.0.clone(),
             conversation_id: conversation_id.0.clone(),
             reason_code: reason_code.0.clone(),
             note: note.clone(),
@@ -229,28 +231,62 @@ pub fn event_from_proto(event: &WrapUpEvent) -> Result<Decoded, WireError> {
                 at_ms: at_from_proto("at", e.at.as_ref())?,
             })
         }
-        WrapUpEvent::WrapupOwed(e) => Decoded::Pending(
-            id("agent_id", &e.agent_id, AgentId)?,
-            pending::Event::WrapupOwed {
-                wrapup_id: id("wrapup_id", &e.wrapup_id, WrapupId)?,
-                conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
-                leave_reason: leave_reason_from_proto("leave_reason", e.leave_reason)?,
-                since_ms: at_from_proto("since", e.since.as_ref())?,
-                auto_at_ms: e.auto_at.as_ref().map(millis_from_timestamp),
-            },
-        ),
-        WrapUpEvent::WrapupSubmitted(e) => Decoded::Pending(
-            id("agent_id", &e.agent_id, AgentId)?,
-            pending::Event::WrapupSubmitted {
-                wrapup_id: id("wrapup_id", &e.wrapup_id, WrapupId)?,
-                conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
-                reason_code: id("reason_code", &e.reason_code, ReasonCode)?,
-                note: e.note.clone(),
-                automatic: e.automatic,
-                at_ms: at_from_proto("at", e.at.as_ref())?,
-            },
-        ),
+        WrapUpEvent::WrapupOwed(e) => Decoded::Pending(pending::Event::WrapupOwed {
+            agent_id: id("agent_id", &e.agent_id, AgentId)?,
+            wrapup_id: id("wrapup_id", &e.wrapup_id, WrapupId)?,
+            conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
+            leave_reason: leave_reason_from_proto("leave_reason", e.leave_reason)?,
+            since_ms: at_from_proto("since", e.since.as_ref())?,
+            auto_at_ms: e.auto_at.as_ref().map(millis_from_timestamp),
+        }),
+        WrapUpEvent::WrapupSubmitted(e) => Decoded::Pending(pending::Event::WrapupSubmitted {
+            agent_id: id("agent_id", &e.agent_id, AgentId)?,
+            wrapup_id: id("wrapup_id", &e.wrapup_id, WrapupId)?,
+            conversation_id: id("conversation_id", &e.conversation_id, ConversationId)?,
+            reason_code: id("reason_code", &e.reason_code, ReasonCode)?,
+            note: e.note.clone(),
+            automatic: e.automatic,
+            at_ms: at_from_proto("at", e.at.as_ref())?,
+        }),
     })
+}
+
+/// The catalogue's events as stored in the log (`event_type`, proto3 JSON).
+pub fn catalogue_event_to_json(event: &catalogue::Event) -> (&'static str, Vec<u8>) {
+    let wire = catalogue_event_to_proto(event);
+    (wire.event_type(), wire.to_json())
+}
+
+/// The inverse of [`catalogue_event_to_json`]; never a panic. An agent's
+/// wrap-up event in the catalogue stream is an error.
+pub fn catalogue_event_from_json(
+    event_type: &str,
+    data: &[u8],
+) -> Result<catalogue::Event, String> {
+    match decode_json(event_type, data)? {
+        Decoded::Catalogue(event) => Ok(event),
+        Decoded::Pending(_) => Err(format!("`{event_type}` is not a catalogue event")),
+    }
+}
+
+/// An agent's events as stored in the log (`event_type`, proto3 JSON).
+pub fn pending_event_to_json(event: &pending::Event) -> (&'static str, Vec<u8>) {
+    let wire = pending_event_to_proto(event);
+    (wire.event_type(), wire.to_json())
+}
+
+/// The inverse of [`pending_event_to_json`]; never a panic. A catalogue
+/// event in an agent's stream is an error.
+pub fn pending_event_from_json(event_type: &str, data: &[u8]) -> Result<pending::Event, String> {
+    match decode_json(event_type, data)? {
+        Decoded::Pending(event) => Ok(event),
+        Decoded::Catalogue(_) => Err(format!("`{event_type}` is not an agent wrap-up event")),
+    }
+}
+
+fn decode_json(event_type: &str, data: &[u8]) -> Result<Decoded, String> {
+    let wire = WrapUpEvent::from_json(event_type, data).map_err(|e| e.to_string())?;
+    event_from_proto(&wire).map_err(|e| e.to_string())
 }
 
 // ---- commands ----------------------------------------------------------------------
@@ -295,6 +331,7 @@ pub fn submit_from_proto(
     let agent_id = id("agent_id", &msg.agent_id, AgentId)?;
     let reason_code = ReasonCode(msg.reason_code.clone());
     let command = pending::Command::SubmitWrapup {
+        agent_id: agent_id.clone(),
         conversation_id: id("conversation_id", &msg.conversation_id, ConversationId)?,
         reason_status: reason_status(&reason_code),
         reason_code,
@@ -316,6 +353,7 @@ pub fn owe_for_participant_left(
     let agent_id = id("agent_id", &event.agent_id, AgentId)?;
     let now_ms = at_from_proto("at", event.at.as_ref())?;
     let command = pending::Command::OweWrapup {
+        agent_id: agent_id.clone(),
         wrapup_id,
         conversation_id: id("conversation_id", &event.conversation_id, ConversationId)?,
         leave_reason: leave_reason_from_proto("reason", event.reason)?,

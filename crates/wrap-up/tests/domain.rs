@@ -167,6 +167,7 @@ fn b7_1_a_duplicate_owe_is_idempotent_even_after_submission() {
 fn b7_1_leaving_the_same_conversation_twice_owes_two() {
     let state = given_pending([owed_as("w1", "c1", LeaveReason::Transferred, T0, None)])
         .when(pending::Command::OweWrapup {
+            agent_id: alice(),
             wrapup_id: wid("w2"),
             conversation_id: conv("c1"),
             leave_reason: LeaveReason::ConferenceEnded,
@@ -207,6 +208,7 @@ fn b7_3_submission_settles_oldest_owed() {
 fn b7_3_a_submission_carries_its_note() {
     given_pending([owed("w1", "c1", T0)])
         .when(pending::Command::SubmitWrapup {
+            agent_id: alice(),
             conversation_id: conv("c1"),
             reason_code: code("resolved"),
             note: "Refund sent — ñ".into(),
@@ -214,6 +216,7 @@ fn b7_3_a_submission_carries_its_note() {
             now_ms: T0 + 1,
         })
         .then([pending::Event::WrapupSubmitted {
+            agent_id: alice(),
             wrapup_id: wid("w1"),
             conversation_id: conv("c1"),
             reason_code: code("resolved"),
@@ -244,6 +247,7 @@ fn b7_3_a_blank_reason_or_a_long_note_is_malformed() {
         .when(submit("c1", " ", ReasonStatus::Unknown, T0 + 1))
         .then_error("reason_required", ErrorKind::Invalid);
     let long = |n: usize| pending::Command::SubmitWrapup {
+        agent_id: alice(),
         conversation_id: conv("c1"),
         reason_code: code("resolved"),
         note: "é".repeat(n),
@@ -354,7 +358,7 @@ fn b7_4_timers_know_what_is_due_and_the_next_deadline() {
 
 #[test]
 fn b7_5_a_submitted_wrapup_asks_presence_to_release_one_slot() {
-    let release = pending::slot_release_for(&alice(), &submitted("w1", "c1", "resolved", T0));
+    let release = pending::slot_release_for(&submitted("w1", "c1", "resolved", T0));
     assert_eq!(
         release,
         Some(pending::SlotRelease {
@@ -363,8 +367,8 @@ fn b7_5_a_submitted_wrapup_asks_presence_to_release_one_slot() {
             wrapup_id: wid("w1")
         })
     );
-    assert!(pending::slot_release_for(&alice(), &auto_submitted("w1", "c1", T0)).is_some());
-    assert_eq!(pending::slot_release_for(&alice(), &owed("w1", "c1", T0)), None);
+    assert!(pending::slot_release_for(&auto_submitted("w1", "c1", T0)).is_some());
+    assert_eq!(pending::slot_release_for(&owed("w1", "c1", T0)), None);
 }
 
 #[test]

@@ -24,6 +24,7 @@ fn pending_command() -> impl Strategy<Value = pending::Command> {
     prop_oneof![
         3 => ((0..8u8), (0..3u8), proptest::option::of(0..200_000i64)).prop_map(|(w, c, auto)| {
             pending::Command::OweWrapup {
+                agent_id: alice(),
                 wrapup_id: wid(&format!("w{w}")),
                 conversation_id: conv(&format!("c{c}")),
                 leave_reason: LeaveReason::Ended,
@@ -34,6 +35,7 @@ fn pending_command() -> impl Strategy<Value = pending::Command> {
         }),
         3 => ((0..3u8), status(), prop_oneof![Just(String::new()), Just("x".repeat(MAX_NOTE_CHARS + 1))])
             .prop_map(|(c, reason_status, note)| pending::Command::SubmitWrapup {
+                agent_id: alice(),
                 conversation_id: conv(&format!("c{c}")),
                 reason_code: code("resolved"),
                 note,
@@ -41,6 +43,7 @@ fn pending_command() -> impl Strategy<Value = pending::Command> {
                 now_ms: 0,
             }),
         2 => (0..8u8).prop_map(|w| pending::Command::AutoWrapup {
+            agent_id: alice(),
             wrapup_id: wid(&format!("w{w}")),
             reason_code: auto(),
             now_ms: 0,
@@ -124,7 +127,7 @@ proptest! {
         now += 10_000_000;
         let due: Vec<_> = pending::due_auto_wrapups(&state, now).iter().map(|w| w.wrapup_id.clone()).collect();
         for wrapup_id in due {
-            step(&mut state, &mut log, &pending::Command::AutoWrapup { wrapup_id, reason_code: auto(), now_ms: now })?;
+            step(&mut state, &mut log, &pending::Command::AutoWrapup { agent_id: alice(), wrapup_id, reason_code: auto(), now_ms: now })?;
         }
         prop_assert_eq!(pending::next_deadline(&state), None);
         while let Some(w) = state.owed.first().cloned() {

@@ -43,6 +43,7 @@ fn b9_1_every_pending_event_round_trips() {
         submitted("w1", "c1", "resolved", T0 + 1),
         auto_submitted("w2", "c1", T0 + AUTO_MS),
         pending::Event::WrapupSubmitted {
+            agent_id: alice(),
             wrapup_id: wid("w3"),
             conversation_id: conv("c3"),
             reason_code: code("resolved"),
@@ -61,24 +62,23 @@ fn b9_1_every_pending_event_round_trips() {
         events.push(owed_as("w1", "c1", reason, T0, Some(T0 + AUTO_MS)));
     }
     for event in events {
-        let wire = pending_event_to_proto(&alice(), &event);
+        let wire = pending_event_to_proto(&event);
         assert_eq!(wire.event_type(), event.event_type());
         for back in round_trip(&wire) {
-            assert_eq!(event_from_proto(&back), Ok(Decoded::Pending(alice(), event.clone())));
+            assert_eq!(event_from_proto(&back), Ok(Decoded::Pending(event.clone())));
         }
     }
 }
 
 #[test]
 fn b9_2_wrapup_events_carry_what_analytics_needs() {
-    let WrapUpEvent::WrapupSubmitted(e) =
-        pending_event_to_proto(&alice(), &auto_submitted("w1", "c1", T0))
+    let WrapUpEvent::WrapupSubmitted(e) = pending_event_to_proto(&auto_submitted("w1", "c1", T0))
     else {
         panic!()
     };
     assert_eq!((e.agent_id.as_str(), e.conversation_id.as_str()), ("alice", "c1"));
     assert_eq!((e.reason_code.as_str(), e.automatic), ("auto", true));
-    let WrapUpEvent::WrapupOwed(e) = pending_event_to_proto(&alice(), &owed("w1", "c1", T0)) else {
+    let WrapUpEvent::WrapupOwed(e) = pending_event_to_proto(&owed("w1", "c1", T0)) else {
         panic!()
     };
     assert_eq!(e.leave_reason, v1::LeaveReason::Ended as i32);
@@ -176,6 +176,7 @@ fn b7_3_submit_command_from_proto_asks_the_catalogue_about_the_reason() {
     assert_eq!(
         command,
         pending::Command::SubmitWrapup {
+            agent_id: alice(),
             conversation_id: conv("c1"),
             reason_code: code("resolved"),
             note: "ok".into(),
@@ -263,6 +264,7 @@ fn b7_1_a_participant_leaving_owes_a_wrapup_from_the_time_it_left() {
     assert_eq!(
         command,
         pending::Command::OweWrapup {
+            agent_id: alice(),
             wrapup_id: wid("w1"),
             conversation_id: conv("c1"),
             leave_reason: LeaveReason::Transferred,
@@ -283,4 +285,25 @@ fn b7_1_a_participant_leaving_owes_a_wrapup_from_the_time_it_left() {
     );
     let no_time = v1::ParticipantLeft { at: None, ..left };
     assert_eq!(owe_for_participant_left(&no_time, wid("w1"), 120), Err(WireError::Missing("at")));
+}
+
+#[test]
+fn b9_1_events_are_stored_as_type_and_proto3_json_per_aggregate() {
+    let reason = added("resolved", "Issue resolved", T0);
+    let (event_type, json) = catalogue_event_to_json(&reason);
+    assert_eq!(event_type, "WrapupReasonAdded");
+    assert_eq!(catalogue_event_from_json(event_type, &json), Ok(reason));
+    assert!(pending_event_from_json(event_type, &json).is_err());
+
+    let owed = owed("w1", "c1", T0);
+    let (event_type, json) = pending_event_to_json(&owed);
+    assert_eq!(event_type, "WrapupOwed");
+    let text = std::str::from_utf8(&json).unwrap();
+    assert!(text.contains(r#""leaveReason":"LEAVE_REASON_ENDED""#), "{text}");
+    assert_eq!(pending_event_from_json(event_type, &json), Ok(owed));
+    assert!(catalogue_event_from_json(event_type, &json).is_err());
+
+    assert!(pending_event_from_json("WrapupOwed", b"{").is_err());
+    assert!(pending_event_from_json("Nope", b"{}").is_err());
+    assert!(pending_event_from_json("WrapupOwed", b"{}").unwrap_err().contains("agent_id"));
 }

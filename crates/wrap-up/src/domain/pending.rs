@@ -95,6 +95,7 @@ pub enum Command {
     /// `auto_at_ms` is the auto wrap-up deadline, from configuration
     /// ([`auto_deadline`]).
     OweWrapup {
+        agent_id: AgentId,
         wrapup_id: WrapupId,
         conversation_id: ConversationId,
         leave_reason: LeaveReason,
@@ -104,6 +105,7 @@ pub enum Command {
     /// The agent submits a reason and optional note (empty = none).
     /// `reason_status` is what the catalogue says about `reason_code` now.
     SubmitWrapup {
+        agent_id: AgentId,
         conversation_id: ConversationId,
         reason_code: ReasonCode,
         note: String,
@@ -112,12 +114,13 @@ pub enum Command {
     },
     /// The auto wrap-up deadline of `wrapup_id` fired (B7.4). `reason_code` is
     /// the configured system reason.
-    AutoWrapup { wrapup_id: WrapupId, reason_code: ReasonCode, now_ms: i64 },
+    AutoWrapup { agent_id: AgentId, wrapup_id: WrapupId, reason_code: ReasonCode, now_ms: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     WrapupOwed {
+        agent_id: AgentId,
         wrapup_id: WrapupId,
         conversation_id: ConversationId,
         leave_reason: LeaveReason,
@@ -125,6 +128,7 @@ pub enum Event {
         auto_at_ms: Option<i64>,
     },
     WrapupSubmitted {
+        agent_id: AgentId,
         wrapup_id: WrapupId,
         conversation_id: ConversationId,
         reason_code: ReasonCode,
@@ -135,6 +139,15 @@ pub enum Event {
 }
 
 impl Event {
+    /// The agent whose stream (`wrapup-<id>`) the event belongs to.
+    pub fn agent_id(&self) -> &AgentId {
+        match self {
+            Event::WrapupOwed { agent_id, .. } | Event::WrapupSubmitted { agent_id, .. } => {
+                agent_id
+            }
+        }
+    }
+
     /// The event type name (the proto message name).
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -146,7 +159,14 @@ impl Event {
 
 pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
     match command {
-        Command::OweWrapup { wrapup_id, conversation_id, leave_reason, now_ms, auto_at_ms } => {
+        Command::OweWrapup {
+            agent_id,
+            wrapup_id,
+            conversation_id,
+            leave_reason,
+            now_ms,
+            auto_at_ms,
+        } => {
             let known = state
                 .owed(wrapup_id)
                 .map(|w| &w.conversation_id)
@@ -155,6 +175,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 Some(c) if c == conversation_id => Ok(vec![]),
                 Some(_) => Err(Error::WrapupIdReused(wrapup_id.clone())),
                 None => Ok(vec![Event::WrapupOwed {
+                    agent_id: agent_id.clone(),
                     wrapup_id: wrapup_id.clone(),
                     conversation_id: conversation_id.clone(),
                     leave_reason: *leave_reason,
@@ -163,7 +184,14 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 }]),
             }
         }
-        Command::SubmitWrapup { conversation_id, reason_code, note, reason_status, now_ms } => {
+        Command::SubmitWrapup {
+            agent_id,
+            conversation_id,
+            reason_code,
+            note,
+            reason_status,
+            now_ms,
+        } => {
             if reason_code.as_str().trim().is_empty() {
                 return Err(Error::ReasonRequired);
             }
@@ -186,6 +214,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 ReasonStatus::Unknown => return Err(Error::UnknownReason(reason_code.clone())),
             }
             Ok(vec![Event::WrapupSubmitted {
+                agent_id: agent_id.clone(),
                 wrapup_id: owed.wrapup_id.clone(),
                 conversation_id: conversation_id.clone(),
                 reason_code: reason_code.clone(),
@@ -194,7 +223,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 at_ms: *now_ms,
             }])
         }
-        Command::AutoWrapup { wrapup_id, reason_code, now_ms } => {
+        Command::AutoWrapup { agent_id, wrapup_id, reason_code, now_ms } => {
             let Some(owed) = state.owed(wrapup_id) else {
                 return if state.recently_settled(wrapup_id).is_some() {
                     Ok(vec![])
@@ -206,6 +235,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
                 return Err(Error::AutoWrapupNotDue(wrapup_id.clone()));
             }
             Ok(vec![Event::WrapupSubmitted {
+                agent_id: agent_id.clone(),
                 wrapup_id: wrapup_id.clone(),
                 conversation_id: owed.conversation_id.clone(),
                 reason_code: reason_code.clone(),
@@ -219,7 +249,14 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
 
 pub fn evolve(mut state: State, event: &Event) -> State {
     match event {
-        Event::WrapupOwed { wrapup_id, conversation_id, leave_reason, since_ms, auto_at_ms } => {
+        Event::WrapupOwed {
+            wrapup_id,
+            conversation_id,
+            leave_reason,
+            since_ms,
+            auto_at_ms,
+            ..
+        } => {
             if state.owed(wrapup_id).is_some() {
                 return state;
             }
@@ -289,11 +326,11 @@ pub struct SlotRelease {
     pub wrapup_id: WrapupId,
 }
 
-/// The reaction to an event of `agent`'s stream.
-pub fn slot_release_for(agent: &AgentId, event: &Event) -> Option<SlotRelease> {
+/// The reaction to a wrap-up event: `Some` for every submission.
+pub fn slot_release_for(event: &Event) -> Option<SlotRelease> {
     match event {
-        Event::WrapupSubmitted { wrapup_id, conversation_id, .. } => Some(SlotRelease {
-            agent_id: agent.clone(),
+        Event::WrapupSubmitted { agent_id, wrapup_id, conversation_id, .. } => Some(SlotRelease {
+            agent_id: agent_id.clone(),
             conversation_id: conversation_id.clone(),
             wrapup_id: wrapup_id.clone(),
         }),

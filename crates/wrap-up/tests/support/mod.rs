@@ -67,6 +67,7 @@ pub fn retire(c: &str, now_ms: i64) -> catalogue::Command {
 
 pub fn owe(w: &str, c: &str, now_ms: i64) -> pending::Command {
     pending::Command::OweWrapup {
+        agent_id: alice(),
         wrapup_id: wid(w),
         conversation_id: conv(c),
         leave_reason: LeaveReason::Ended,
@@ -87,6 +88,7 @@ pub fn owed_as(
     auto_at_ms: Option<i64>,
 ) -> pending::Event {
     pending::Event::WrapupOwed {
+        agent_id: alice(),
         wrapup_id: wid(w),
         conversation_id: conv(c),
         leave_reason,
@@ -97,6 +99,7 @@ pub fn owed_as(
 
 pub fn submit(c: &str, reason: &str, status: ReasonStatus, now_ms: i64) -> pending::Command {
     pending::Command::SubmitWrapup {
+        agent_id: alice(),
         conversation_id: conv(c),
         reason_code: code(reason),
         note: String::new(),
@@ -107,6 +110,7 @@ pub fn submit(c: &str, reason: &str, status: ReasonStatus, now_ms: i64) -> pendi
 
 pub fn submitted(w: &str, c: &str, reason: &str, at_ms: i64) -> pending::Event {
     pending::Event::WrapupSubmitted {
+        agent_id: alice(),
         wrapup_id: wid(w),
         conversation_id: conv(c),
         reason_code: code(reason),
@@ -118,6 +122,7 @@ pub fn submitted(w: &str, c: &str, reason: &str, at_ms: i64) -> pending::Event {
 
 pub fn auto_submitted(w: &str, c: &str, at_ms: i64) -> pending::Event {
     pending::Event::WrapupSubmitted {
+        agent_id: alice(),
         wrapup_id: wid(w),
         conversation_id: conv(c),
         reason_code: auto(),
@@ -128,7 +133,12 @@ pub fn auto_submitted(w: &str, c: &str, at_ms: i64) -> pending::Event {
 }
 
 pub fn fire(w: &str, now_ms: i64) -> pending::Command {
-    pending::Command::AutoWrapup { wrapup_id: wid(w), reason_code: auto(), now_ms }
+    pending::Command::AutoWrapup {
+        agent_id: alice(),
+        wrapup_id: wid(w),
+        reason_code: auto(),
+        now_ms,
+    }
 }
 
 // ---- the harness, over any decide/evolve pair ----
