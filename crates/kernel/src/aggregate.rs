@@ -30,8 +30,9 @@ pub trait Aggregate: Send + Sync + 'static {
     type Event: Clone + Send + Sync + std::fmt::Debug + 'static;
     type Error: DomainError + Send + Sync + 'static;
 
-    /// The event type name and its proto3 JSON, as stored in the log.
-    fn encode(event: &Self::Event) -> (&'static str, Vec<u8>);
+    /// The event type name and its proto3 JSON, as stored in the log. `id` is
+    /// the aggregate id (the stream name without its `<aggregate>-` prefix).
+    fn encode(id: &str, event: &Self::Event) -> (&'static str, Vec<u8>);
     /// The inverse of `encode`; input from the log, so never a panic.
     fn decode(event_type: &str, data: &[u8]) -> Result<Self::Event, String>;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
@@ -139,10 +140,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 return Ok(Executed { state, events, version });
             }
             let metadata = bytes::Bytes::from(serde_json::to_vec(metadata).unwrap_or_default());
+            let id = crate::follow::aggregate_id(stream);
             let new_events: Vec<NewEvent> = events
                 .iter()
                 .map(|e| {
-                    let (event_type, data) = A::encode(e);
+                    let (event_type, data) = A::encode(id, e);
                     NewEvent {
                         event_id: uuid::Uuid::new_v4(),
                         event_type: event_type.to_owned(),

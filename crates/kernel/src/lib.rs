@@ -68,6 +68,17 @@ impl ShutdownTrigger {
     }
 }
 
+/// What a service's `run` gets from the process that hosts it.
+#[derive(Clone, Debug)]
+pub struct Runtime<S> {
+    pub store: S,
+    pub bus: bus::Bus,
+    pub clock: Clock,
+    pub shutdown: Shutdown,
+    /// Set by the service once its read models have caught up with the log.
+    pub ready: Readiness,
+}
+
 /// A readiness flag; `/readyz` answers 200 once every flag of a service is set.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);

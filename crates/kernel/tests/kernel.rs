@@ -34,7 +34,7 @@ impl Aggregate for Counter {
     type Event = v1::AgentStateChanged;
     type Error = TooMany;
 
-    fn encode(event: &Self::Event) -> (&'static str, Vec<u8>) {
+    fn encode(_id: &str, event: &Self::Event) -> (&'static str, Vec<u8>) {
         ("AgentStateChanged", AgentPresenceEvent::from(event.clone()).to_json())
     }
 
