@@ -199,9 +199,14 @@ pub enum Command {
     /// takes an agent out of RONA (B2.3). Choosing the current state again
     /// changes nothing.
     ChangeState { to: Choice, by: Actor, now_ms: i64 },
-    /// An offer expired (B2.2): routing, as the system, moves an `Available`
-    /// agent to RONA. When `offer_id` still holds a slot it is released in the
-    /// same append. An agent that is not `Available` (already RONA, Idle, logged
+    /// An offer expired (B2.2): routing, as the system, withdraws the offer
+    /// and moves an `Available` agent to RONA, in one append. With an
+    /// `offer_id`, its slot is released too, and an offer that holds no slot
+    /// (already withdrawn) makes the command a no-op, so a repeat never sends
+    /// an agent that chose Available again back to RONA. Routing should send
+    /// this *instead of* a `ReleaseSlot` for an expired offer. Without an
+    /// offer id (`ChangeAgentState` RONA by the system) only the state
+    /// changes. An agent that is not `Available` (already RONA, Idle, logged
     /// out) keeps its state: it chose it after the offer went out.
     EnterRona { offer_id: Option<OfferId>, now_ms: i64 },
     /// Routing takes a slot for an offer (B1.2, B3.3). Only while `Available`
@@ -516,7 +521,12 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, Error> {
         Command::EnterRona { offer_id, now_ms } => {
             let agent = state.agent.as_ref().ok_or(Error::UnknownAgent)?;
             let mut events = Vec::new();
-            if let Some(holding) = offer_id.as_ref().and_then(|id| agent.holding(id)) {
+            if let Some(offer_id) = offer_id {
+                let Some(holding) = agent.holding(offer_id) else {
+                    // Already withdrawn: a repeat of this command changes nothing
+                    // (the agent may have chosen Available again since).
+                    return Ok(events);
+                };
                 events.push(Event::SlotReleased {
                     agent_id: agent.id.clone(),
                     conversation_id: holding.conversation_id.clone(),

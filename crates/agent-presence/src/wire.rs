@@ -389,6 +389,40 @@ pub fn release_for_wrapup_submitted(
     Ok((agent_id, Command::ReleaseSlot { release, now_ms }))
 }
 
+/// The reaction to routing's `OfferExpired` (B2.2): withdraw the offer's slot
+/// and put the agent in RONA, at the event's time. Idempotent per offer.
+pub fn rona_for_offer_expired(event: &v1::OfferExpired) -> Result<(AgentId, Command), WireError> {
+    let agent_id = id("agent_id", &event.agent_id, AgentId)?;
+    let command = Command::EnterRona {
+        offer_id: Some(id("offer_id", &event.offer_id, OfferId)?),
+        now_ms: at_from_proto("at", event.at.as_ref())?,
+    };
+    Ok((agent_id, command))
+}
+
+/// The reaction to the conversation's `OfferWithdrawn` (B1.3, B1.5, B2.2): an
+/// expired offer is [`rona_for_offer_expired`]'s RONA; any other withdrawal
+/// (session lost, conversation ended) only gives the slot back. Idempotent
+/// per offer, so it may run alongside the `OfferExpired` reaction.
+pub fn release_for_offer_withdrawn(
+    event: &v1::OfferWithdrawn,
+) -> Result<(AgentId, Command), WireError> {
+    let agent_id = id("agent_id", &event.agent_id, AgentId)?;
+    let offer_id = id("offer_id", &event.offer_id, OfferId)?;
+    let now_ms = at_from_proto("at", event.at.as_ref())?;
+    let command = match v1::WithdrawReason::try_from(event.reason) {
+        Ok(v1::WithdrawReason::Expired) => Command::EnterRona { offer_id: Some(offer_id), now_ms },
+        Ok(v1::WithdrawReason::SessionLost | v1::WithdrawReason::ConversationEnded) => {
+            Command::ReleaseSlot { release: Release::Offer(offer_id), now_ms }
+        }
+        Ok(v1::WithdrawReason::Unspecified) => return Err(WireError::Missing("reason")),
+        Err(_) => {
+            return Err(invalid("reason", format!("unknown withdraw reason {}", event.reason)));
+        }
+    };
+    Ok((agent_id, command))
+}
+
 // ---- state ---------------------------------------------------------------------------
 
 /// The command reply and list entry for an agent. `version` is the agent

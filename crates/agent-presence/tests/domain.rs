@@ -241,6 +241,30 @@ fn b2_2_entering_rona_twice_is_a_no_op() {
 }
 
 #[test]
+fn b2_2_a_repeated_rona_for_the_same_offer_changes_nothing() {
+    // The agent already came back from RONA; the repeat must not send it back.
+    let events = [
+        registered(3),
+        available(T0),
+        reserved("c1", "o1", T0 + 1),
+        released("c1", "o1", ReleaseCause::OfferWithdrawn, T0 + 30_001),
+        changed(PresenceKind::Available, Presence::Rona, Actor::System, T0 + 30_001),
+        changed(PresenceKind::Rona, Presence::Available, me(), T0 + 40_000),
+    ];
+    let state = given(events)
+        .when(Command::EnterRona { offer_id: Some(offer("o1")), now_ms: T0 + 41_000 })
+        .then([]);
+    assert!(state.is_routable());
+}
+
+#[test]
+fn b2_2_rona_without_an_offer_id_only_changes_the_state() {
+    given([registered(3), available(T0), reserved("c1", "o1", T0 + 1)])
+        .when(Command::EnterRona { offer_id: None, now_ms: T0 + 2 })
+        .then([changed(PresenceKind::Available, Presence::Rona, Actor::System, T0 + 2)]);
+}
+
+#[test]
 fn b2_2_an_agent_that_chose_idle_meanwhile_keeps_its_choice_on_rona() {
     let idle = changed(PresenceKind::Available, Presence::Idle("break".into()), me(), T0 + 2);
     given([registered(3), available(T0), reserved("c1", "o1", T0 + 1), idle])

@@ -323,3 +323,48 @@ fn b7_5_presence_reacts_to_wrapup_submitted_by_releasing_one_slot() {
     let no_id = v1::WrapupSubmitted { wrapup_id: String::new(), ..event };
     assert_eq!(release_for_wrapup_submitted(&no_id, T0), Err(WireError::Missing("wrapup_id")));
 }
+
+#[test]
+fn b2_2_presence_reacts_to_an_expired_offer_with_rona() {
+    let expired = v1::OfferExpired {
+        queue_id: "q".into(),
+        conversation_id: "c1".into(),
+        offer_id: "o1".into(),
+        agent_id: "alice".into(),
+        at: Some(sb_proto::timestamp_from_millis(T0)),
+    };
+    let rona = Command::EnterRona { offer_id: Some(offer("o1")), now_ms: T0 };
+    assert_eq!(rona_for_offer_expired(&expired), Ok((alice(), rona.clone())));
+    let withdrawn = v1::OfferWithdrawn {
+        conversation_id: "c1".into(),
+        offer_id: "o1".into(),
+        agent_id: "alice".into(),
+        reason: v1::WithdrawReason::Expired as i32,
+        at: Some(sb_proto::timestamp_from_millis(T0)),
+    };
+    assert_eq!(release_for_offer_withdrawn(&withdrawn), Ok((alice(), rona)));
+    for reason in [v1::WithdrawReason::SessionLost, v1::WithdrawReason::ConversationEnded] {
+        let other = v1::OfferWithdrawn { reason: reason as i32, ..withdrawn.clone() };
+        assert_eq!(
+            release_for_offer_withdrawn(&other),
+            Ok((
+                alice(),
+                Command::ReleaseSlot { release: Release::Offer(offer("o1")), now_ms: T0 }
+            ))
+        );
+    }
+    let unspecified = v1::OfferWithdrawn { reason: 0, ..withdrawn.clone() };
+    assert_eq!(release_for_offer_withdrawn(&unspecified), Err(WireError::Missing("reason")));
+    let no_time = v1::OfferExpired { at: None, ..expired };
+    assert_eq!(rona_for_offer_expired(&no_time), Err(WireError::Missing("at")));
+}
+
+#[test]
+fn b2_2_both_expiry_reactions_together_enter_rona_once() {
+    let state = replay(&[registered(3), available(T0), reserved("c1", "o1", T0 + 1)]);
+    let rona = Command::EnterRona { offer_id: Some(offer("o1")), now_ms: T0 + 30_000 };
+    let first = decide(&state, &rona).unwrap();
+    assert_eq!(first.len(), 2);
+    let state = first.iter().fold(state, evolve);
+    assert_eq!(decide(&state, &rona), Ok(vec![]));
+}
