@@ -389,6 +389,20 @@ pub fn release_for_wrapup_submitted(
     Ok((agent_id, Command::ReleaseSlot { release, now_ms }))
 }
 
+/// verb `enter-rona` (routing, as the system, B2.2). With an offer id the
+/// offer's slot is released in the same append, and the command is a no-op
+/// once that offer holds no slot — so send it *before* any `release-slot` for
+/// the same offer, and a repeat is harmless. An empty offer id only changes
+/// the state.
+pub fn enter_rona_from_proto(
+    msg: &v1::EnterRona,
+    now_ms: i64,
+) -> Result<(AgentId, Command), WireError> {
+    let agent_id = id("agent_id", &msg.agent_id, AgentId)?;
+    let offer_id = (!msg.offer_id.trim().is_empty()).then(|| OfferId(msg.offer_id.clone()));
+    Ok((agent_id, Command::EnterRona { offer_id, now_ms }))
+}
+
 /// The reaction to routing's `OfferExpired` (B2.2): withdraw the offer's slot
 /// and put the agent in RONA, at the event's time. Idempotent per offer.
 pub fn rona_for_offer_expired(event: &v1::OfferExpired) -> Result<(AgentId, Command), WireError> {

@@ -368,3 +368,43 @@ fn b2_2_both_expiry_reactions_together_enter_rona_once() {
     let state = first.iter().fold(state, evolve);
     assert_eq!(decide(&state, &rona), Ok(vec![]));
 }
+
+#[test]
+fn b2_2_enter_rona_command_from_proto() {
+    let msg = v1::EnterRona { agent_id: "alice".into(), offer_id: "o1".into() };
+    assert_eq!(
+        enter_rona_from_proto(&msg, T0),
+        Ok((alice(), Command::EnterRona { offer_id: Some(offer("o1")), now_ms: T0 }))
+    );
+    let no_offer = v1::EnterRona { offer_id: String::new(), ..msg.clone() };
+    assert_eq!(
+        enter_rona_from_proto(&no_offer, T0),
+        Ok((alice(), Command::EnterRona { offer_id: None, now_ms: T0 }))
+    );
+    let no_agent = v1::EnterRona { agent_id: String::new(), ..msg };
+    assert_eq!(enter_rona_from_proto(&no_agent, T0), Err(WireError::Missing("agent_id")));
+}
+
+#[test]
+fn b2_2_routing_order_enter_rona_then_release_slot_enters_rona_and_frees_one_slot() {
+    // What routing's OfferWithdrawn(EXPIRED) reaction sends, in its order.
+    let mut state = replay(&[registered(3), available(T0), reserved("c1", "o1", T0 + 1)]);
+    let (_, rona) = enter_rona_from_proto(
+        &v1::EnterRona { agent_id: "alice".into(), offer_id: "o1".into() },
+        T0 + 2,
+    )
+    .unwrap();
+    let release = v1::ReleaseSlot {
+        agent_id: "alice".into(),
+        conversation_id: "c1".into(),
+        offer_id: "o1".into(),
+        cause: "offer_withdrawn".into(),
+    };
+    let (_, release) = release_slot_from_proto(&release, T0 + 3).unwrap();
+    for command in [&rona, &release, &rona, &release] {
+        let events = decide(&state, command).unwrap();
+        state = events.iter().fold(state, evolve);
+    }
+    let agent = state.agent().unwrap();
+    assert_eq!((agent.presence.clone(), agent.slots_used()), (Presence::Rona, 0));
+}
