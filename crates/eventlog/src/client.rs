@@ -245,6 +245,20 @@ struct Inner {
     auth: Option<HeaderValue>,
     family: HeaderFamily,
     request_timeout: Duration,
+    /// `$all` pages fetched ahead (see [`HttpEventStore::read_all_forward`]).
+    prefetched: std::sync::Mutex<std::collections::VecDeque<Prefetch>>,
+}
+
+/// Pages of `$all` fetched ahead, at most this many (one per concurrent follower).
+pub const MAX_PREFETCHED_PAGES: usize = 4;
+
+type PageKey = (AllPosition, usize, AllFilter);
+
+/// A `$all` page being fetched (and parsed) ahead of its request.
+#[derive(Debug)]
+struct Prefetch {
+    key: PageKey,
+    task: tokio::task::JoinHandle<Result<AllSlice, StoreError>>,
 }
 
 impl HttpEventStore {
@@ -276,6 +290,7 @@ impl HttpEventStore {
                 auth,
                 family: config.headers,
                 request_timeout: config.request_timeout,
+                prefetched: std::sync::Mutex::default(),
             }),
         })
     }
@@ -377,6 +392,38 @@ impl HttpEventStore {
             return Err(StoreError::Protocol(format!("GET {url} answered HTTP {status}")));
         }
         Ok((body, headers))
+    }
+}
+
+impl HttpEventStore {
+    /// One `$all` page, fetched and parsed.
+    async fn fetch_all_page(
+        &self,
+        from: AllPosition,
+        count: usize,
+        filter: &AllFilter,
+        long_poll: Option<Duration>,
+    ) -> Result<AllSlice, StoreError> {
+        let url = match filter {
+            AllFilter::None => {
+                format!("{}/streams/%24all/{from}/forward/{count}?embed=body", self.inner.base)
+            }
+            AllFilter::StreamPrefixes(prefixes) => {
+                let data: Vec<_> = prefixes.iter().map(|p| escape_stream(p)).collect();
+                format!(
+                    "{}/streams/%24all/filtered/{from}/forward/{count}?embed=body&context=streamid&type=prefix&data={}",
+                    self.inner.base,
+                    data.join(",")
+                )
+            }
+        };
+        let (body, _) = self.read_feed(url, "$all", long_poll).await?;
+        let feed = parse_feed(&body)?;
+        let next_position = match feed.previous.as_deref().and_then(link_position) {
+            Some(pos) => pos.parse()?,
+            None => from,
+        };
+        Ok(AllSlice { events: feed.events, next_position, head_of_stream: feed.head_of_stream })
     }
 }
 
@@ -643,6 +690,11 @@ impl EventStore for HttpEventStore {
         Ok(StreamSlice { events: feed.events, head_of_stream: feed.head_of_stream, next })
     }
 
+    /// Catching up on a long log is a loop of page reads, so whenever a page
+    /// is not the last one, the next page is fetched and parsed in the
+    /// background while the caller works on this one; asking for it then
+    /// takes the prefetched answer. Pages are immutable apart from growing at
+    /// the end, so a prefetched page is always a correct answer.
     async fn read_all_forward(
         &self,
         from: AllPosition,
@@ -651,26 +703,36 @@ impl EventStore for HttpEventStore {
         long_poll: Option<Duration>,
     ) -> Result<AllSlice, StoreError> {
         let count = count_param(max_count);
-        let url = match filter {
-            AllFilter::None => {
-                format!("{}/streams/%24all/{from}/forward/{count}?embed=body", self.inner.base)
-            }
-            AllFilter::StreamPrefixes(prefixes) => {
-                let data: Vec<_> = prefixes.iter().map(|p| escape_stream(p)).collect();
-                format!(
-                    "{}/streams/%24all/filtered/{from}/forward/{count}?embed=body&context=streamid&type=prefix&data={}",
-                    self.inner.base,
-                    data.join(",")
-                )
-            }
+        let key: PageKey = (from, count, filter.clone());
+        let ahead = {
+            let mut prefetched = self.inner.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+            prefetched.iter().position(|p| p.key == key).and_then(|i| prefetched.remove(i))
         };
-        let (body, _) = self.read_feed(url, "$all", long_poll).await?;
-        let feed = parse_feed(&body)?;
-        let next_position = match feed.previous.as_deref().and_then(link_position) {
-            Some(pos) => pos.parse()?,
-            None => from,
+        let slice = match ahead {
+            Some(p) => match p.task.await {
+                Ok(Ok(slice)) => slice,
+                // A failed prefetch is retried as an ordinary read.
+                _ => self.fetch_all_page(from, count, filter, long_poll).await?,
+            },
+            None => self.fetch_all_page(from, count, filter, long_poll).await?,
         };
-        Ok(AllSlice { events: feed.events, next_position, head_of_stream: feed.head_of_stream })
+        if !slice.head_of_stream && slice.next_position != from {
+            let next: PageKey = (slice.next_position, count, filter.clone());
+            let store = self.clone();
+            let task_key = next.clone();
+            let task = tokio::spawn(async move {
+                let (from, count, filter) = task_key;
+                store.fetch_all_page(from, count, &filter, None).await
+            });
+            let mut prefetched = self.inner.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+            prefetched.push_back(Prefetch { key: next, task });
+            while prefetched.len() > MAX_PREFETCHED_PAGES {
+                if let Some(old) = prefetched.pop_front() {
+                    old.task.abort();
+                }
+            }
+        }
+        Ok(slice)
     }
 
     async fn delete_stream(

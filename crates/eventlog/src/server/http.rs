@@ -661,7 +661,8 @@ impl Req<'_> {
             }
             _ => {
                 let base = self.base();
-                let mut entry = entry_out(&base, &ev, Embed::Content);
+                let (id, updated) = entry_id_and_time(&base, &ev);
+                let mut entry = entry_out(&ev, Embed::Content, &id, &updated);
                 entry.content = Some(content_object(&ev));
                 json_response(
                     StatusCode::OK,
@@ -814,7 +815,7 @@ impl Req<'_> {
             self_url: (dir == Dir::Backward).then(|| s.clone()),
             e_tag: etag.clone(),
             links,
-            entries: Vec::new(),
+            entries: (),
         };
         let mut r = feed_response(feed, &base, &events, embed, media_type);
         let cache = if complete && !is_head_feed {
@@ -1025,7 +1026,7 @@ impl Req<'_> {
             self_url: (dir == Dir::Backward).then(|| all.clone()),
             e_tag: None,
             links,
-            entries: Vec::new(),
+            entries: (),
         };
         let mut r = feed_response(feed, &base, &page.events, embed, media_type);
         r.headers_mut().insert(
@@ -1036,8 +1037,8 @@ impl Req<'_> {
     }
 }
 
-fn link(uri: String, relation: &'static str) -> LinkOut {
-    LinkOut { uri, relation }
+fn link(uri: String, relation: &'static str) -> LinkOut<'static> {
+    LinkOut { uri: Cow::Owned(uri), relation }
 }
 
 /// A stable stand-in for the real server's per-process media-type hash (§4.9).
@@ -1051,26 +1052,66 @@ fn media_hash(media_type: &str) -> i32 {
 
 /// Serializes a feed whose entries are `events` (given oldest first) newest
 /// first (§4.5).
-fn feed_response<'a>(
-    mut feed: FeedOut<'a>,
+fn feed_response(
+    feed: FeedOut<'_, ()>,
     base: &str,
-    events: &'a [StoredEvent],
+    events: &[StoredEvent],
     embed: Embed,
     media_type: &str,
 ) -> Response {
-    feed.entries = events.iter().rev().map(|e| entry_out(base, e, embed)).collect();
-    feed.updated = match feed.entries.first() {
-        Some(e) => e.updated.clone(),
+    let updated = match events.last() {
+        Some(e) => entry_id_and_time(base, e).1,
         None => "0001-01-01T00:00:00Z".to_owned(),
     };
-    match serde_json::to_vec(&feed) {
-        Ok(body) => {
+    let feed = FeedOut {
+        title: feed.title,
+        id: feed.id,
+        updated,
+        stream_id: feed.stream_id,
+        author: feed.author,
+        head_of_stream: feed.head_of_stream,
+        self_url: feed.self_url,
+        e_tag: feed.e_tag,
+        links: feed.links,
+        entries: EntriesOut { base, events, embed },
+    };
+    // Pages are big: start with room for them.
+    let mut body = Vec::with_capacity(1024 + events.len() * 768);
+    match serde_json::to_writer(&mut body, &feed) {
+        Ok(()) => {
             let mut r = json_response(StatusCode::OK, media_type, body);
             r.headers_mut().insert(h::VARY, HeaderValue::from_static("Accept"));
             r
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// A page's entries, newest first, each built only while it is written.
+struct EntriesOut<'a> {
+    base: &'a str,
+    events: &'a [StoredEvent],
+    embed: Embed,
+}
+
+impl serde::Serialize for EntriesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = serializer.serialize_seq(Some(self.events.len()))?;
+        for e in self.events.iter().rev() {
+            let (id, updated) = entry_id_and_time(self.base, e);
+            seq.serialize_element(&entry_out(e, self.embed, &id, &updated))?;
+        }
+        seq.end()
+    }
+}
+
+/// An entry's `id` URL and `updated` time.
+fn entry_id_and_time(base: &str, e: &StoredEvent) -> (String, String) {
+    let id = format!("{base}/streams/{}/{}", escape_stream(&e.stream), e.event_number);
+    let mut updated = String::with_capacity(28);
+    wire::format_timestamp(e.created_unix_nanos, &mut updated);
+    (id, updated)
 }
 
 /// The `content` object of `embed=content` and single-event reads.
@@ -1094,18 +1135,23 @@ fn content_object(e: &StoredEvent) -> serde_json::Value {
     })
 }
 
-fn entry_out<'a>(base: &str, e: &'a StoredEvent, embed: Embed) -> EntryOut<'a> {
-    let id = format!("{base}/streams/{}/{}", escape_stream(&e.stream), e.event_number);
-    let mut updated = String::with_capacity(28);
-    wire::format_timestamp(e.created_unix_nanos, &mut updated);
+/// Text of a stored body: borrowed when valid UTF-8 (the fast, usual case).
+fn utf8(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+fn entry_out<'a>(e: &'a StoredEvent, embed: Embed, id: &'a str, updated: &'a str) -> EntryOut<'a> {
     let rich = embed >= Embed::Rich;
     let body = embed >= Embed::Body;
     EntryOut {
         event_id: rich.then_some(e.event_id),
         event_type: rich.then_some(e.event_type.as_str()),
         event_number: rich.then_some(e.event_number),
-        data: (body && e.is_json).then(|| String::from_utf8_lossy(&e.data)),
-        meta_data: (body && !e.metadata.is_empty()).then(|| String::from_utf8_lossy(&e.metadata)),
+        data: (body && e.is_json).then(|| utf8(&e.data)),
+        meta_data: (body && !e.metadata.is_empty()).then(|| utf8(&e.metadata)),
         stream_id: rich.then_some(&*e.stream),
         is_json: rich.then_some(e.is_json),
         is_meta_data: rich.then_some(!e.metadata.is_empty()),
@@ -1113,12 +1159,15 @@ fn entry_out<'a>(base: &str, e: &'a StoredEvent, embed: Embed) -> EntryOut<'a> {
         position_event_number: rich.then_some(e.event_number),
         position_stream_id: rich.then_some(&*e.stream),
         title: format!("{}@{}", e.event_number, e.stream),
+        id,
         updated,
         author: AUTHOR,
         summary: &e.event_type,
         content: (embed == Embed::Content && e.is_json).then(|| content_object(e)),
-        links: [link(id.clone(), "edit"), link(id.clone(), "alternate")],
-        id,
+        links: [
+            LinkOut { uri: Cow::Borrowed(id), relation: "edit" },
+            LinkOut { uri: Cow::Borrowed(id), relation: "alternate" },
+        ],
     }
 }
 
