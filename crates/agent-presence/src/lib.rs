@@ -8,6 +8,7 @@
 //! The service shell (NATS commands, the event log) builds on these two.
 
 pub mod domain;
+pub mod service;
 pub mod wire;
 
 pub use domain::{

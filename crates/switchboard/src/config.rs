@@ -65,6 +65,18 @@ pub fn parse_nats_url(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+/// `http(s)://host[:port]` base URLs, without a trailing slash.
+pub fn parse_http_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{value}` is not an http(s):// URL"))?;
+    if rest.trim_end_matches('/').is_empty() {
+        return Err(format!("`{value}` has no host"));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +101,12 @@ mod tests {
         ] {
             assert!(parse_nats_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn http_urls_are_checked() {
+        assert_eq!(parse_http_url("http://127.0.0.1:2113/").unwrap(), "http://127.0.0.1:2113");
+        assert!(parse_http_url("ftp://x").is_err());
+        assert!(parse_http_url("http://").is_err());
     }
 }

@@ -6,6 +6,7 @@
 mod config;
 mod dev;
 mod eventstore;
+mod serve;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ enum Command {
     /// Run the embedded EventStoreDB-compatible event store (HTTP API on
     /// 127.0.0.1:2113 by default, log under `<data dir>/eventstore/`).
     Eventstore(eventstore::EventStoreArgs),
+    /// Run one service as its own process: agent-presence, wrap-up,
+    /// conversation or routing (commands over NATS, state in the event store).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Eventstore(args) => eventstore::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {

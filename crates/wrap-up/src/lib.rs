@@ -11,6 +11,7 @@
 //! builds on these two.
 
 pub mod domain;
+pub mod service;
 pub mod wire;
 
 pub use domain::catalogue::{self, Reason, ReasonStatus};
