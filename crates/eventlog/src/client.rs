@@ -254,11 +254,11 @@ pub const MAX_PREFETCHED_PAGES: usize = 4;
 
 type PageKey = (AllPosition, usize, AllFilter);
 
-/// A `$all` page being fetched (and parsed) ahead of its request.
+/// The body of a `$all` page being fetched ahead of its request.
 #[derive(Debug)]
 struct Prefetch {
     key: PageKey,
-    task: tokio::task::JoinHandle<Result<AllSlice, StoreError>>,
+    task: tokio::task::JoinHandle<Result<Bytes, StoreError>>,
 }
 
 impl HttpEventStore {
@@ -396,14 +396,14 @@ impl HttpEventStore {
 }
 
 impl HttpEventStore {
-    /// One `$all` page, fetched and parsed.
-    async fn fetch_all_page(
+    /// The body of one `$all` page.
+    async fn fetch_all_body(
         &self,
         from: AllPosition,
         count: usize,
         filter: &AllFilter,
         long_poll: Option<Duration>,
-    ) -> Result<AllSlice, StoreError> {
+    ) -> Result<Bytes, StoreError> {
         let url = match filter {
             AllFilter::None => {
                 format!("{}/streams/%24all/{from}/forward/{count}?embed=body", self.inner.base)
@@ -417,13 +417,27 @@ impl HttpEventStore {
                 )
             }
         };
-        let (body, _) = self.read_feed(url, "$all", long_poll).await?;
-        let feed = parse_feed(&body)?;
-        let next_position = match feed.previous.as_deref().and_then(link_position) {
-            Some(pos) => pos.parse()?,
-            None => from,
-        };
-        Ok(AllSlice { events: feed.events, next_position, head_of_stream: feed.head_of_stream })
+        Ok(self.read_feed(url, "$all", long_poll).await?.0)
+    }
+
+    /// Starts fetching the page at `key` unless it is already on its way.
+    fn prefetch(&self, key: PageKey) {
+        let mut prefetched = self.inner.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+        if prefetched.iter().any(|p| p.key == key) {
+            return;
+        }
+        let store = self.clone();
+        let task_key = key.clone();
+        let task = tokio::spawn(async move {
+            let (from, count, filter) = task_key;
+            store.fetch_all_body(from, count, &filter, None).await
+        });
+        prefetched.push_back(Prefetch { key, task });
+        while prefetched.len() > MAX_PREFETCHED_PAGES {
+            if let Some(old) = prefetched.pop_front() {
+                old.task.abort();
+            }
+        }
     }
 }
 
@@ -576,6 +590,60 @@ fn parse_feed(body: &[u8]) -> Result<ParsedFeed, StoreError> {
     Ok(ParsedFeed { events, head_of_stream: feed.head_of_stream.unwrap_or(false), previous })
 }
 
+/// The next position of a `$all` page that is not the last one, read from
+/// the feed members before `entries` without parsing the entries (the real
+/// server and ours both write `entries` last). `None` when the page is the
+/// last one, or when the links come after the entries.
+fn peek_next_position(body: &[u8]) -> Option<AllPosition> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
+
+    #[derive(Default)]
+    struct Head {
+        head_of_stream: Option<bool>,
+        previous: Option<String>,
+    }
+    struct Seed<'h>(&'h mut Head);
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a feed")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match &*key {
+                    "headOfStream" => self.0.head_of_stream = map.next_value()?,
+                    "links" => {
+                        let links: Vec<wire::LinkIn<'de>> = map.next_value()?;
+                        self.0.previous = links
+                            .into_iter()
+                            .find(|l| l.relation == "previous")
+                            .map(|l| l.uri.into_owned());
+                    }
+                    // Stop here: the rest is what the full parse is for.
+                    "entries" => return Err(A::Error::custom("stop before entries")),
+                    _ => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut head = Head::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Seed(&mut head).deserialize(&mut de);
+    if head.head_of_stream != Some(false) {
+        return None;
+    }
+    head.previous.as_deref().and_then(link_position).and_then(|p| p.parse().ok())
+}
+
 /// The `{pos}` of a `…/{pos}/forward/{count}` link.
 fn link_position(uri: &str) -> Option<&str> {
     let path = uri.split('?').next()?;
@@ -690,11 +758,12 @@ impl EventStore for HttpEventStore {
         Ok(StreamSlice { events: feed.events, head_of_stream: feed.head_of_stream, next })
     }
 
-    /// Catching up on a long log is a loop of page reads, so whenever a page
-    /// is not the last one, the next page is fetched and parsed in the
-    /// background while the caller works on this one; asking for it then
-    /// takes the prefetched answer. Pages are immutable apart from growing at
-    /// the end, so a prefetched page is always a correct answer.
+    /// Catching up on a long log is a loop of page reads, so as soon as a
+    /// page's links show it is not the last one, the next page is requested
+    /// in the background, and the server writes it while this one is parsed
+    /// and used; asking for it then takes the answer already on its way.
+    /// Pages are immutable apart from growing at the end, so a prefetched page
+    /// is always a correct answer.
     async fn read_all_forward(
         &self,
         from: AllPosition,
@@ -708,31 +777,25 @@ impl EventStore for HttpEventStore {
             let mut prefetched = self.inner.prefetched.lock().unwrap_or_else(|p| p.into_inner());
             prefetched.iter().position(|p| p.key == key).and_then(|i| prefetched.remove(i))
         };
-        let slice = match ahead {
+        let body = match ahead {
             Some(p) => match p.task.await {
-                Ok(Ok(slice)) => slice,
+                Ok(Ok(body)) => body,
                 // A failed prefetch is retried as an ordinary read.
-                _ => self.fetch_all_page(from, count, filter, long_poll).await?,
+                _ => self.fetch_all_body(from, count, filter, long_poll).await?,
             },
-            None => self.fetch_all_page(from, count, filter, long_poll).await?,
+            None => self.fetch_all_body(from, count, filter, long_poll).await?,
         };
-        if !slice.head_of_stream && slice.next_position != from {
-            let next: PageKey = (slice.next_position, count, filter.clone());
-            let store = self.clone();
-            let task_key = next.clone();
-            let task = tokio::spawn(async move {
-                let (from, count, filter) = task_key;
-                store.fetch_all_page(from, count, &filter, None).await
-            });
-            let mut prefetched = self.inner.prefetched.lock().unwrap_or_else(|p| p.into_inner());
-            prefetched.push_back(Prefetch { key: next, task });
-            while prefetched.len() > MAX_PREFETCHED_PAGES {
-                if let Some(old) = prefetched.pop_front() {
-                    old.task.abort();
-                }
-            }
+        if let Some(next) = peek_next_position(&body)
+            && next != from
+        {
+            self.prefetch((next, count, filter.clone()));
         }
-        Ok(slice)
+        let feed = parse_feed(&body)?;
+        let next_position = match feed.previous.as_deref().and_then(link_position) {
+            Some(pos) => pos.parse()?,
+            None => from,
+        };
+        Ok(AllSlice { events: feed.events, next_position, head_of_stream: feed.head_of_stream })
     }
 
     async fn delete_stream(
@@ -791,6 +854,22 @@ mod tests {
             Some(pos)
         );
         assert_eq!(link_position("http://h/streams/%24all/head/backward/20"), None);
+    }
+
+    #[test]
+    fn peek_next_position_reads_links_before_entries_only() {
+        let pos = "000000000000001F000000000000001F";
+        let feed = |head: bool| {
+            format!(
+                r#"{{"title":"All events","headOfStream":{head},"links":[{{"uri":"http://h/streams/%24all/{pos}/forward/20","relation":"previous"}}],"entries":[{{"broken":"#
+            )
+        };
+        assert_eq!(peek_next_position(feed(false).as_bytes()), Some(pos.parse().unwrap()));
+        assert_eq!(peek_next_position(feed(true).as_bytes()), None);
+        let entries_first = format!(
+            r#"{{"entries":[],"headOfStream":false,"links":[{{"uri":"http://h/streams/%24all/{pos}/forward/20","relation":"previous"}}]}}"#
+        );
+        assert_eq!(peek_next_position(entries_first.as_bytes()), None);
     }
 
     #[test]
