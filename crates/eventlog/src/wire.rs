@@ -166,7 +166,7 @@ pub struct LinkOut<'a> {
 /// A feed as the server writes it. Feed-level nulls are emitted like ES ≥ 21.10.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FeedOut<'a, E> {
+pub struct FeedOut<'a> {
     pub title: String,
     pub id: String,
     pub updated: String,
@@ -176,8 +176,54 @@ pub struct FeedOut<'a, E> {
     pub self_url: Option<String>,
     pub e_tag: Option<String>,
     pub links: Vec<LinkOut<'static>>,
-    /// Serialized newest first; built entry by entry while writing.
-    pub entries: E,
+    // `entries` is written by hand after these members (see the server).
+}
+
+/// Appends `bytes` as a JSON string. `bytes` must be UTF-8; only `"`, `\\`
+/// and control characters are escaped, as serde_json does.
+pub fn push_json_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends a number in decimal.
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// A feed entry as the server writes it. Members that are null are left out
@@ -293,5 +339,19 @@ mod tests {
             Some(1_772_359_201_500_000_000)
         );
         assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn push_json_str_escapes_like_serde_json() {
+        for s in ["plain", "{\"a\":\"b\\\\c\"}\n\t\r", "\u{1}\u{1f}\u{8}\u{c} é ✓", ""] {
+            let mut out = Vec::new();
+            push_json_str(&mut out, s.as_bytes());
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap());
+        }
+        let mut out = Vec::new();
+        push_u64(&mut out, 0);
+        out.push(b' ');
+        push_u64(&mut out, u64::MAX);
+        assert_eq!(out, format!("0 {}", u64::MAX).as_bytes());
     }
 }

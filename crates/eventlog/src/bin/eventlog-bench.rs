@@ -5,7 +5,7 @@
 //! Everything runs on this machine: the server in one Tokio runtime, the
 //! clients (the real `HttpEventStore`) in another, both over loopback HTTP.
 //!
-//! Usage: `eventlog-bench [--secs N] [--read-events N] [--dir DIR]`
+//! Usage: `eventlog-bench [--secs N] [--writers 1,16,256] [--read-events N] [--dir DIR]`
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,13 +27,19 @@ const FILL_WRITERS: usize = 4;
 const READ_PAGE_EVENTS: usize = 4096;
 
 struct Args {
+    writers: Vec<usize>,
     secs: u64,
     read_events: usize,
     dir: PathBuf,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { secs: 5, read_events: 1_000_000, dir: std::env::temp_dir() };
+    let mut args = Args {
+        writers: WRITERS.to_vec(),
+        secs: 5,
+        read_events: 1_000_000,
+        dir: std::env::temp_dir(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -43,6 +49,12 @@ fn parse_args() -> Result<Args, String> {
                 args.read_events = value.parse().map_err(|e| format!("--read-events: {e}"))?;
             }
             "--dir" => args.dir = value.into(),
+            "--writers" => {
+                args.writers = value
+                    .split(',')
+                    .map(|w| w.trim().parse().map_err(|e| format!("--writers: {e}")))
+                    .collect::<Result<_, _>>()?;
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -232,7 +244,7 @@ fn main() {
     let (url, stop) = start_server(&server_rt, root.join("appends"));
     let store = client(&url);
     let mut appends = Vec::new();
-    for writers in WRITERS {
+    for &writers in &args.writers {
         eprintln!("appending from {writers} writers for {} s…", args.secs);
         appends.push(client_rt.block_on(append_load(&store, writers, args.secs)));
     }

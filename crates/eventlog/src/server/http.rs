@@ -815,7 +815,6 @@ impl Req<'_> {
             self_url: (dir == Dir::Backward).then(|| s.clone()),
             e_tag: etag.clone(),
             links,
-            entries: (),
         };
         let mut r = feed_response(feed, &base, &events, embed, media_type);
         let cache = if complete && !is_head_feed {
@@ -1026,7 +1025,6 @@ impl Req<'_> {
             self_url: (dir == Dir::Backward).then(|| all.clone()),
             e_tag: None,
             links,
-            entries: (),
         };
         let mut r = feed_response(feed, &base, &page.events, embed, media_type);
         r.headers_mut().insert(
@@ -1053,57 +1051,119 @@ fn media_hash(media_type: &str) -> i32 {
 /// Serializes a feed whose entries are `events` (given oldest first) newest
 /// first (§4.5).
 fn feed_response(
-    feed: FeedOut<'_, ()>,
+    mut feed: FeedOut<'_>,
     base: &str,
     events: &[StoredEvent],
     embed: Embed,
     media_type: &str,
 ) -> Response {
-    let updated = match events.last() {
+    feed.updated = match events.last() {
         Some(e) => entry_id_and_time(base, e).1,
         None => "0001-01-01T00:00:00Z".to_owned(),
     };
-    let feed = FeedOut {
-        title: feed.title,
-        id: feed.id,
-        updated,
-        stream_id: feed.stream_id,
-        author: feed.author,
-        head_of_stream: feed.head_of_stream,
-        self_url: feed.self_url,
-        e_tag: feed.e_tag,
-        links: feed.links,
-        entries: EntriesOut { base, events, embed },
-    };
     // Pages are big: start with room for them.
     let mut body = Vec::with_capacity(1024 + events.len() * 768);
-    match serde_json::to_writer(&mut body, &feed) {
-        Ok(()) => {
-            let mut r = json_response(StatusCode::OK, media_type, body);
-            r.headers_mut().insert(h::VARY, HeaderValue::from_static("Accept"));
-            r
-        }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    if let Err(e) = serde_json::to_writer(&mut body, &feed) {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
     }
+    // `entries` goes last, written by hand: it is nearly all of a page, and
+    // most of it (keys, URLs, ids, numbers) needs no escaping.
+    body.pop(); // the closing brace
+    body.extend_from_slice(b",\"entries\":[");
+    let mut base_json = Vec::with_capacity(base.len() + 2);
+    wire::push_json_str(&mut base_json, base.as_bytes());
+    let base_json = &base_json[1..base_json.len() - 1];
+    for (i, e) in events.iter().rev().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        write_entry(&mut body, base_json, e, embed);
+    }
+    body.extend_from_slice(b"]}");
+    let mut r = json_response(StatusCode::OK, media_type, body);
+    r.headers_mut().insert(h::VARY, HeaderValue::from_static("Accept"));
+    r
 }
 
-/// A page's entries, newest first, each built only while it is written.
-struct EntriesOut<'a> {
-    base: &'a str,
-    events: &'a [StoredEvent],
-    embed: Embed,
-}
-
-impl serde::Serialize for EntriesOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq as _;
-        let mut seq = serializer.serialize_seq(Some(self.events.len()))?;
-        for e in self.events.iter().rev() {
-            let (id, updated) = entry_id_and_time(self.base, e);
-            seq.serialize_element(&entry_out(e, self.embed, &id, &updated))?;
+/// Writes one entry (§4.3) like [`entry_out`] serialized with serde, faster.
+/// `base_json` is the base URL already escaped for a JSON string.
+fn write_entry(out: &mut Vec<u8>, base_json: &[u8], e: &StoredEvent, embed: Embed) {
+    // Bodies were checked for UTF-8 once, when written (`StoredEvent::utf8`).
+    let push_text = |out: &mut Vec<u8>, bytes: &[u8]| {
+        if e.utf8 {
+            wire::push_json_str(out, bytes);
+        } else {
+            wire::push_json_str(out, String::from_utf8_lossy(bytes).as_bytes());
         }
-        seq.end()
+    };
+    let stream = e.stream.as_bytes();
+    let mut id = Vec::with_capacity(base_json.len() + stream.len() + 32);
+    id.push(b'"');
+    id.extend_from_slice(base_json);
+    id.extend_from_slice(b"/streams/");
+    id.extend_from_slice(escape_stream(&e.stream).as_bytes());
+    id.push(b'/');
+    wire::push_u64(&mut id, e.event_number);
+    id.push(b'"');
+    out.push(b'{');
+    if embed >= Embed::Rich {
+        out.extend_from_slice(b"\"eventId\":\"");
+        out.extend_from_slice(
+            e.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes(),
+        );
+        out.extend_from_slice(b"\",\"eventType\":");
+        wire::push_json_str(out, e.event_type.as_bytes());
+        out.extend_from_slice(b",\"eventNumber\":");
+        wire::push_u64(out, e.event_number);
+        if embed >= Embed::Body {
+            if e.is_json {
+                out.extend_from_slice(b",\"data\":");
+                push_text(out, &e.data);
+            }
+            if !e.metadata.is_empty() {
+                out.extend_from_slice(b",\"metaData\":");
+                push_text(out, &e.metadata);
+            }
+        }
+        out.extend_from_slice(b",\"streamId\":");
+        wire::push_json_str(out, stream);
+        out.extend_from_slice(if e.is_json { b",\"isJson\":true" } else { b",\"isJson\":false" });
+        out.extend_from_slice(if e.metadata.is_empty() {
+            b",\"isMetaData\":false"
+        } else {
+            b",\"isMetaData\":true"
+        });
+        out.extend_from_slice(b",\"isLinkMetaData\":false,\"positionEventNumber\":");
+        wire::push_u64(out, e.event_number);
+        out.extend_from_slice(b",\"positionStreamId\":");
+        wire::push_json_str(out, stream);
+        out.push(b',');
     }
+    out.extend_from_slice(b"\"title\":");
+    let mut title = Vec::with_capacity(stream.len() + 21);
+    wire::push_u64(&mut title, e.event_number);
+    title.push(b'@');
+    title.extend_from_slice(stream);
+    wire::push_json_str(out, &title);
+    out.extend_from_slice(b",\"id\":");
+    out.extend_from_slice(&id);
+    out.extend_from_slice(b",\"updated\":\"");
+    let mut updated = String::with_capacity(28);
+    wire::format_timestamp(e.created_unix_nanos, &mut updated);
+    out.extend_from_slice(updated.as_bytes());
+    out.extend_from_slice(b"\",\"author\":{\"name\":");
+    wire::push_json_str(out, AUTHOR.name.as_bytes());
+    out.extend_from_slice(b"},\"summary\":");
+    wire::push_json_str(out, e.event_type.as_bytes());
+    if embed == Embed::Content && e.is_json {
+        out.extend_from_slice(b",\"content\":");
+        let _ = serde_json::to_writer(&mut *out, &content_object(e));
+    }
+    out.extend_from_slice(b",\"links\":[{\"uri\":");
+    out.extend_from_slice(&id);
+    out.extend_from_slice(b",\"relation\":\"edit\"},{\"uri\":");
+    out.extend_from_slice(&id);
+    out.extend_from_slice(b",\"relation\":\"alternate\"}]}");
 }
 
 /// An entry's `id` URL and `updated` time.
@@ -1260,4 +1320,46 @@ fn parse_single_envelope(body: &Bytes) -> Result<EventToWrite, Reject> {
     let item: BatchItem<'_> =
         serde_json::from_slice(body).map_err(|_| reject("Write request body invalid."))?;
     to_event(body, item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(stream: &str, data: &[u8], metadata: &[u8], is_json: bool) -> StoredEvent {
+        StoredEvent {
+            stream: Arc::from(stream),
+            event_number: 42,
+            event_id: Uuid::from_u128(7),
+            created_unix_nanos: 1_772_359_201_123_456_700,
+            is_json,
+            utf8: std::str::from_utf8(data).is_ok() && std::str::from_utf8(metadata).is_ok(),
+            event_type: "Type \"quoted\"".to_owned(),
+            data: Bytes::copy_from_slice(data),
+            metadata: Bytes::copy_from_slice(metadata),
+            offset: 8,
+        }
+    }
+
+    #[test]
+    fn hand_written_entries_equal_the_serde_shape_for_every_embed_level() {
+        let base = "http://127.0.0.1:2113";
+        let events = [
+            stored("order-42", br#"{"a":"x\"y","b":[1,2]}"#, br#"{"m":1}"#, true),
+            stored("we\"ird/name $x", b"not json \n", b"", false),
+            stored("bad-utf8", b"\xff\xfe{", b"", true),
+        ];
+        for embed in [Embed::None, Embed::Content, Embed::Rich, Embed::Body] {
+            for e in &events {
+                let mut ours = Vec::new();
+                let mut escaped_base = Vec::new();
+                wire::push_json_str(&mut escaped_base, base.as_bytes());
+                write_entry(&mut ours, &escaped_base[1..escaped_base.len() - 1], e, embed);
+                let ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+                let (id, updated) = entry_id_and_time(base, e);
+                let theirs = serde_json::to_value(entry_out(e, embed, &id, &updated)).unwrap();
+                assert_eq!(ours, theirs, "{embed:?} {}", e.stream);
+            }
+        }
+    }
 }

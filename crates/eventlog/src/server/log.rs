@@ -35,6 +35,9 @@ const KIND_APPEND: u8 = 1;
 const KIND_SOFT_DELETE: u8 = 2;
 const KIND_HARD_DELETE: u8 = 3;
 const FLAG_JSON: u8 = 1;
+/// Data and metadata are valid UTF-8 (checked once, at write time), so reads
+/// can put them in JSON text without checking again.
+const FLAG_UTF8: u8 = 2;
 
 /// An event to encode.
 #[derive(Debug, Clone)]
@@ -59,6 +62,8 @@ pub struct RecordRef<'a> {
     pub event_id: Uuid,
     pub created_unix_nanos: i64,
     pub is_json: bool,
+    /// Data and metadata are valid UTF-8.
+    pub utf8: bool,
     pub event_type: &'a str,
     pub data: &'a [u8],
     pub metadata: &'a [u8],
@@ -113,7 +118,9 @@ pub fn encode_append(
             buf.extend_from_slice(&(first_event_number + i as u64).to_le_bytes());
             buf.extend_from_slice(e.event_id.as_bytes());
             buf.extend_from_slice(&created_unix_nanos.to_le_bytes());
-            buf.push(if e.is_json { FLAG_JSON } else { 0 });
+            let utf8 =
+                std::str::from_utf8(&e.data).is_ok() && std::str::from_utf8(&e.metadata).is_ok();
+            buf.push(if e.is_json { FLAG_JSON } else { 0 } | if utf8 { FLAG_UTF8 } else { 0 });
             buf.extend_from_slice(&(e.event_type.len() as u16).to_le_bytes());
             buf.extend_from_slice(e.event_type.as_bytes());
             buf.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
@@ -175,7 +182,9 @@ fn record_at<'a>(c: &mut Cursor<'a>) -> Option<RecordRef<'a>> {
     let event_number = c.u64()?;
     let event_id = Uuid::from_slice(c.take(16)?).ok()?;
     let created_unix_nanos = i64::from_le_bytes(c.take(8)?.try_into().ok()?);
-    let is_json = c.u8()? & FLAG_JSON != 0;
+    let flags = c.u8()?;
+    let is_json = flags & FLAG_JSON != 0;
+    let utf8 = flags & FLAG_UTF8 != 0;
     let type_len = usize::from(c.u16()?);
     let event_type = c.str(type_len)?;
     let data_len = c.u32()? as usize;
@@ -187,6 +196,7 @@ fn record_at<'a>(c: &mut Cursor<'a>) -> Option<RecordRef<'a>> {
         event_id,
         created_unix_nanos,
         is_json,
+        utf8,
         event_type,
         data,
         metadata,

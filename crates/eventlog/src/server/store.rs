@@ -221,6 +221,8 @@ pub struct StoredEvent {
     pub event_id: Uuid,
     pub created_unix_nanos: i64,
     pub is_json: bool,
+    /// Data and metadata are valid UTF-8.
+    pub utf8: bool,
     pub event_type: String,
     pub data: Bytes,
     pub metadata: Bytes,
@@ -567,6 +569,7 @@ impl Store {
                     event_id: r.event_id,
                     created_unix_nanos: r.created_unix_nanos,
                     is_json: r.is_json,
+                    utf8: r.utf8,
                     event_type: r.event_type.to_owned(),
                     data: raw.slice_ref(r.data),
                     metadata: raw.slice_ref(r.metadata),
