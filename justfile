@@ -40,3 +40,7 @@ ensure-nats-server:
         exit 1
     fi
 
+
+# Event store benchmark: durable appends/s and p50/p99 from 1, 16 and 256 writers over HTTP, the disk's fsync rate, and 1,000,000 events read back from $all (about 30 s).
+bench-eventlog *ARGS:
+    cargo run --release -p eventlog --bin eventlog-bench -- {{ARGS}}
