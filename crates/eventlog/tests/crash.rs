@@ -216,10 +216,12 @@ async fn a_last_frame_with_a_bad_checksum_is_dropped_never_served() {
     running.child.start_kill().unwrap();
     running.child.wait().await.unwrap();
 
-    // Flip the last byte of the file: inside the last frame's payload.
+    // Flip the last non-zero byte (the zeros after it are preallocation):
+    // the closing brace of the last event's data, inside the last frame.
     let path = data.join("events.log");
     let mut bytes = std::fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
+    let last = bytes.iter().rposition(|&b| b != 0).unwrap();
+    assert_eq!(bytes[last], b'}');
     bytes[last] ^= 0xFF;
     std::fs::write(&path, &bytes).unwrap();
 

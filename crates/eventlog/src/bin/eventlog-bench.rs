@@ -72,16 +72,31 @@ fn event(seq: u64) -> NewEvent {
     NewEvent::json(Uuid::new_v4(), "OfferAccepted", &data).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Appends 256 bytes + `fdatasync` in a loop, as the writer does, for `for_how_long`.
-fn fsync_rate(dir: &Path, for_how_long: Duration) -> std::io::Result<(f64, Duration)> {
-    use std::io::Write as _;
+/// Writes 256 bytes + `fdatasync` in a loop for `for_how_long`: appending to
+/// a growing file, or (`preallocated`) over zeros written beforehand, as the
+/// store's writer does.
+fn fsync_rate(
+    dir: &Path,
+    for_how_long: Duration,
+    preallocated: bool,
+) -> std::io::Result<(f64, Duration)> {
+    use std::os::unix::fs::FileExt as _;
     let path = dir.join("fsync-probe");
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    if preallocated {
+        file.write_all_at(&vec![0u8; 64 * 1024 * 1024], 0)?;
+        file.sync_all()?;
+    }
     let block = [7u8; 256];
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < for_how_long {
-        file.write_all(&block)?;
+        file.write_all_at(&block, n * 256)?;
         file.sync_data()?;
         n += 1;
     }
@@ -239,7 +254,9 @@ fn main() {
 
     eprintln!("measuring the disk's fsync rate…");
     let (fsyncs, fsync_mean) =
-        fsync_rate(&root, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
+        fsync_rate(&root, Duration::from_secs(1), false).unwrap_or_else(|e| panic!("{e}"));
+    let (overwrites, overwrite_mean) =
+        fsync_rate(&root, Duration::from_secs(1), true).unwrap_or_else(|e| panic!("{e}"));
 
     let (url, stop) = start_server(&server_rt, root.join("appends"));
     let store = client(&url);
@@ -273,6 +290,11 @@ fn main() {
         "| disk: append 256 B + fdatasync, one thread | {:.0} fsyncs/s | {} mean | | (reference) |",
         fsyncs,
         ms(fsync_mean)
+    );
+    println!(
+        "| disk: 256 B over preallocated zeros + fdatasync (what the store does) | {:.0} fsyncs/s | {} mean | | (reference) |",
+        overwrites,
+        ms(overwrite_mean)
     );
     for r in &appends {
         let goal = match r.writers {

@@ -11,6 +11,11 @@
 //!            type_len:u16le type[type_len] data_len:u32le data meta_len:u32le meta
 //! ```
 //!
+//! The file is preallocated with zeros ahead of the last frame (see
+//! `store::PREALLOCATE_BYTES`), so that `fdatasync` after an append only has
+//! data to flush, not a new file size through the filesystem journal. A frame
+//! header of zeros, followed by nothing but zeros, is the clean end of the log.
+//!
 //! A frame is the unit of atomicity: one append request, however many events,
 //! is one frame, so a torn write can only ever lose whole requests, and only
 //! unacknowledged ones (the writer acknowledges after `fdatasync`). An event's
@@ -238,8 +243,11 @@ pub fn decode_payload(payload: &[u8], payload_offset: u64) -> Option<Frame<'_>> 
 pub struct ScanEnd {
     /// Offset just past the last intact frame: where the next frame goes.
     pub end: u64,
-    /// Length of the file as found.
+    /// Length of the file as found (preallocated zeros included).
     pub file_len: u64,
+    /// Offset past the last non-zero byte after `end`: with damage, what a
+    /// cut at `end` would drop (`end` when only zeros follow).
+    pub dirty_end: u64,
 }
 
 /// Why the scan stopped before the end of the file.
@@ -266,12 +274,18 @@ pub fn scan(
     }
     let mut at = MAGIC.len() as u64;
     let mut payload = Vec::new();
+    // Stops the scan at `at`: a clean end when only zeros follow.
+    let stop = |at: u64, damage: TailDamage| -> io::Result<(ScanEnd, Option<TailDamage>)> {
+        let dirty_end = last_nonzero(file, at, file_len)?.map_or(at, |last| last + 1);
+        let damage = (dirty_end > at).then_some(damage);
+        Ok((ScanEnd { end: at, file_len, dirty_end }, damage))
+    };
     loop {
         if at == file_len {
-            return Ok((ScanEnd { end: at, file_len }, None));
+            return Ok((ScanEnd { end: at, file_len, dirty_end: at }, None));
         }
         if file_len - at < FRAME_HEADER_BYTES {
-            return Ok((ScanEnd { end: at, file_len }, Some(TailDamage::ShortHeader)));
+            return stop(at, TailDamage::ShortHeader);
         }
         let mut header = [0u8; FRAME_HEADER_BYTES as usize];
         reader.read_exact(&mut header)?;
@@ -279,19 +293,49 @@ pub fn scan(
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         let payload_at = at + FRAME_HEADER_BYTES;
         if len == 0 || len > MAX_FRAME_BYTES || len > file_len - payload_at {
-            return Ok((ScanEnd { end: at, file_len }, Some(TailDamage::LengthBeyondEnd { len })));
+            return stop(at, TailDamage::LengthBeyondEnd { len });
         }
         payload.resize(len as usize, 0);
         reader.read_exact(&mut payload)?;
         if crc32fast::hash(&payload) != crc {
-            return Ok((ScanEnd { end: at, file_len }, Some(TailDamage::ChecksumMismatch)));
+            return stop(at, TailDamage::ChecksumMismatch);
         }
         match decode_payload(&payload, payload_at) {
             Some(frame) => visit(at, frame),
-            None => return Ok((ScanEnd { end: at, file_len }, Some(TailDamage::Undecodable))),
+            None => return stop(at, TailDamage::Undecodable),
         }
         at = payload_at + len;
     }
+}
+
+/// The offset of the last non-zero byte in `from..len`, reading backwards.
+fn last_nonzero(file: &File, from: u64, len: u64) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut end = len;
+    while end > from {
+        let start = end.saturating_sub(buf.len() as u64).max(from);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(Some(start + i as u64));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+/// Writes zeros over `from..to` (preallocation).
+pub fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Creates the log file with its magic if it does not exist (or is shorter
@@ -326,6 +370,48 @@ mod tests {
             metadata: bytes::Bytes::new(),
             is_json: true,
         }
+    }
+
+    fn log_file(frames: &[u8], tail: &[u8]) -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(frames);
+        bytes.extend_from_slice(tail);
+        std::fs::write(&path, bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn scan_treats_a_zero_tail_as_the_clean_end_and_anything_else_as_damage() {
+        let mut frames = Vec::new();
+        encode_append(&mut frames, 8, "s", 0, 1, &[event(0)]);
+        let end = 8 + frames.len() as u64;
+        let count = |file: &File| {
+            let mut n = 0;
+            let r = scan(file, |_, _| n += 1).unwrap();
+            (n, r)
+        };
+        let (_d, file) = log_file(&frames, &[0; 4096]);
+        assert_eq!(
+            count(&file),
+            (1, (ScanEnd { end, file_len: end + 4096, dirty_end: end }, None))
+        );
+        let (_d, file) = log_file(&frames, &[0, 0, 0]);
+        assert_eq!(count(&file).1.1, None, "a short run of zeros is a clean end too");
+        let mut tail = vec![0; 4096];
+        tail[100] = 9;
+        let (_d, file) = log_file(&frames, &tail);
+        let (n, (scan_end, damage)) = count(&file);
+        assert_eq!(n, 1);
+        assert_eq!(scan_end.dirty_end, end + 101);
+        assert_eq!(damage, Some(TailDamage::LengthBeyondEnd { len: 0 }));
+        let mut torn = frames.clone();
+        let last = torn.len() - 1;
+        torn[last - 3] ^= 0xFF;
+        let (_d, file) = log_file(&torn, &[0; 64]);
+        assert_eq!(count(&file).1.1, Some(TailDamage::ChecksumMismatch));
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
 /// this cannot be a torn write; the store refuses to start rather than cut
 /// acknowledged events.
 pub const MAX_TORN_TAIL_BYTES: u64 = 3 * MAX_GROUP_BYTES as u64;
+/// The log file is kept at least this far ahead of its last frame, filled
+/// with zeros: an append then overwrites allocated blocks, and `fdatasync`
+/// has no new file size to commit through the filesystem journal, which is
+/// what makes it slow (and slower still while other processes write).
+pub const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
 /// Reads coalesce records closer than this into one `pread`.
 const READ_COALESCE_GAP_BYTES: u64 = 64 * 1024;
 
@@ -319,8 +324,9 @@ impl Store {
             index.apply(&change);
         })
         .map_err(io_err(&path))?;
+        let mut allocated = scan.file_len;
         if let Some(damage) = damage {
-            let after = scan.file_len - scan.end;
+            let after = scan.dirty_end - scan.end;
             if after > MAX_TORN_TAIL_BYTES {
                 return Err(StoreOpenError::CorruptMiddle {
                     path,
@@ -339,6 +345,7 @@ impl Store {
             );
             file.set_len(scan.end).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
+            allocated = scan.end;
         }
         index.end = scan.end;
         tracing::info!(
@@ -363,6 +370,7 @@ impl Store {
         let writer = Writer {
             file,
             end: scan.end,
+            allocated,
             streams: writer_state,
             store: Arc::downgrade(&store),
             durable: durable_tx,
@@ -589,7 +597,10 @@ pub struct StoreStopped;
 
 struct Writer {
     file: File,
+    /// Offset past the last frame.
     end: u64,
+    /// Length of the file: zeros from `end` to here.
+    allocated: u64,
     streams: HashMap<Arc<str>, WriterStream>,
     store: std::sync::Weak<Store>,
     durable: watch::Sender<u64>,
@@ -626,8 +637,11 @@ impl Writer {
                 }
             }
             if !buf.is_empty() {
-                let written =
-                    self.file.write_all_at(&buf, self.end).and_then(|()| self.file.sync_data());
+                let written = self
+                    .file
+                    .write_all_at(&buf, self.end)
+                    .and_then(|()| self.preallocate(self.end + buf.len() as u64))
+                    .and_then(|()| self.file.sync_data());
                 if let Err(error) = written {
                     // After a failed fsync the page cache cannot be trusted
                     // (the kernel may have dropped the dirty pages): stop hard
@@ -650,6 +664,18 @@ impl Writer {
                 let _ = reply.send(outcome);
             }
         }
+    }
+
+    /// Keeps zeros at least [`PREALLOCATE_BYTES`] beyond `need`, in whole
+    /// chunks; made durable by the `fdatasync` that follows.
+    fn preallocate(&mut self, need: u64) -> std::io::Result<()> {
+        if need + PREALLOCATE_BYTES / 2 <= self.allocated {
+            return Ok(());
+        }
+        let to = (need + PREALLOCATE_BYTES).next_multiple_of(PREALLOCATE_BYTES);
+        log::write_zeros(&self.file, need.max(self.allocated), to)?;
+        self.allocated = to;
+        Ok(())
     }
 
     /// Decides one request against the writer state (which already includes
