@@ -437,3 +437,26 @@ async fn group_committed_appends_read_back_the_same_live_and_after_restart() {
     assert_eq!(live, after);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_waiting_long_polls_instead_of_waiting_them_out() {
+    let srv = TestServer::start().await;
+    let store = srv.client();
+    store.append("s", ExpectedVersion::NoStream, &[ev(0)]).await.unwrap();
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+    let poll = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let _ = sent_tx.send(());
+            store.read_stream_forward("s", 1, 10, Some(Duration::from_secs(50))).await
+        })
+    };
+    sent_rx.await.unwrap();
+    // Wait until the server holds the poll: a second read (no long poll) is
+    // answered after the first one was accepted on its own connection.
+    store.read_stream_forward("s", 0, 1, None).await.unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(20), srv.stop()).await;
+    assert!(stopped.is_ok(), "graceful stop did not wait out the 50 s long poll");
+    let answer = poll.await.unwrap();
+    assert!(answer.map(|s| s.events.is_empty()).unwrap_or(true));
+}

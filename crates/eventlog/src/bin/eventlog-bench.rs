@@ -17,6 +17,8 @@ use eventlog::{
 };
 use uuid::Uuid;
 
+/// Appends before this are not measured (connections are being opened).
+const WARMUP: Duration = Duration::from_millis(500);
 /// Concurrency levels of the append benchmark.
 const WRITERS: [usize; 3] = [1, 16, 256];
 /// Events per request while filling the log for the read benchmark.
@@ -113,9 +115,12 @@ struct AppendResult {
     p99: Duration,
 }
 
+/// Each writer appends single events to its own stream, expecting the
+/// version it last wrote, back to back. The first [`WARMUP`] (connections
+/// opening) is not counted.
 async fn append_load(store: &HttpEventStore, writers: usize, secs: u64) -> AppendResult {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
+    let measure_from = Instant::now() + WARMUP;
+    let deadline = measure_from + Duration::from_secs(secs);
     let mut tasks = Vec::with_capacity(writers);
     for w in 0..writers {
         let store = store.clone();
@@ -124,13 +129,18 @@ async fn append_load(store: &HttpEventStore, writers: usize, secs: u64) -> Appen
             let mut expected = ExpectedVersion::NoStream;
             let mut latencies = Vec::with_capacity(4096);
             let mut seq = 0;
-            while Instant::now() < deadline {
+            loop {
                 let t = Instant::now();
+                if t >= deadline {
+                    break;
+                }
                 match store.append(&stream, expected, &[event(seq)]).await {
                     Ok(r) => expected = r.next_expected_version,
                     Err(e) => panic!("append failed: {e}"),
                 }
-                latencies.push(t.elapsed());
+                if t >= measure_from {
+                    latencies.push(t.elapsed());
+                }
                 seq += 1;
             }
             latencies
@@ -140,7 +150,7 @@ async fn append_load(store: &HttpEventStore, writers: usize, secs: u64) -> Appen
     for t in tasks {
         all.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
     }
-    let elapsed = started.elapsed();
+    let elapsed = measure_from.elapsed();
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied()
@@ -203,7 +213,7 @@ async fn read_all(store: &HttpEventStore) -> (usize, Duration) {
 fn start_server(
     rt: &tokio::runtime::Runtime,
     dir: PathBuf,
-) -> (String, tokio::sync::oneshot::Sender<()>) {
+) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let server = rt
         .block_on(Server::bind(ServerConfig {
             data_dir: dir,
@@ -213,10 +223,14 @@ fn start_server(
         .unwrap_or_else(|e| panic!("cannot start the server: {e}"));
     let url = format!("http://{}", server.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    rt.spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    (url, tx)
+    let task = rt.spawn(async move {
+        let _ = server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (url, tx, task)
 }
 
 fn client(url: &str) -> HttpEventStore {
@@ -258,7 +272,7 @@ fn main() {
     let (overwrites, overwrite_mean) =
         fsync_rate(&root, Duration::from_secs(1), true).unwrap_or_else(|e| panic!("{e}"));
 
-    let (url, stop) = start_server(&server_rt, root.join("appends"));
+    let (url, stop, _) = start_server(&server_rt, root.join("appends"));
     let store = client(&url);
     let mut appends = Vec::new();
     for &writers in &args.writers {
@@ -267,13 +281,23 @@ fn main() {
     }
     let _ = stop.send(());
 
-    let (url, stop) = start_server(&server_rt, root.join("read"));
+    let (url, stop, read_server) = start_server(&server_rt, root.join("read"));
     let store = client(&url);
     eprintln!("filling a fresh log with {} events…", args.read_events);
     let fill_time = client_rt.block_on(fill(&store, args.read_events));
     eprintln!("reading them back from $all…");
     let (read, read_time) = client_rt.block_on(read_all(&store));
     let _ = stop.send(());
+    let _ = server_rt.block_on(read_server);
+    eprintln!("restarting on that log…");
+    let started = Instant::now();
+    let reopened = server_rt.block_on(Server::bind(ServerConfig {
+        data_dir: root.join("read"),
+        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        auth: Auth::default(),
+    }));
+    let recovery_time = started.elapsed();
+    drop(reopened.unwrap_or_else(|e| panic!("restart failed: {e}")));
     drop(client_rt);
     drop(server_rt);
     let _ = std::fs::remove_dir_all(&root);
@@ -322,5 +346,10 @@ fn main() {
         "| read {read} events from $all (pages of {READ_PAGE_EVENTS}) | {:.2} s ({:.0} events/s) | | | ≤ 2 s |",
         read_time.as_secs_f64(),
         read as f64 / read_time.as_secs_f64()
+    );
+    println!(
+        "| restart: scan and index a log of {} events | {:.2} s | | | |",
+        args.read_events,
+        recovery_time.as_secs_f64()
     );
 }

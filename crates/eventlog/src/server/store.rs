@@ -280,6 +280,11 @@ impl Store {
     /// Opens (or creates) the log in `data_dir`, recovers the index, cuts a
     /// torn tail, and starts the writer thread.
     pub fn open(data_dir: &Path) -> Result<Arc<Store>, StoreOpenError> {
+        Self::open_with(data_dir, MAX_TORN_TAIL_BYTES)
+    }
+
+    /// [`Store::open`] with the largest damaged tail it may cut.
+    fn open_with(data_dir: &Path, max_torn_tail: u64) -> Result<Arc<Store>, StoreOpenError> {
         std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
         let path = data_dir.join(LOG_FILE_NAME);
         log::create_if_missing(&path).map_err(io_err(&path))?;
@@ -327,7 +332,7 @@ impl Store {
         let mut allocated = scan.file_len;
         if let Some(damage) = damage {
             let after = scan.dirty_end - scan.end;
-            if after > MAX_TORN_TAIL_BYTES {
+            if after > max_torn_tail {
                 return Err(StoreOpenError::CorruptMiddle {
                     path,
                     offset: scan.end,
@@ -815,5 +820,59 @@ fn strong(s: &WriterStream, start: u64, ids: &[Uuid]) -> Decision {
         Decision::Reply(WriteOutcome::Appended { first: start })
     } else {
         Decision::Reply(WriteOutcome::WrongExpectedVersion { current: s.last() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u8) -> EventToWrite {
+        EventToWrite {
+            event_id: Uuid::from_u128(u128::from(n) + 1),
+            event_type: "E".to_owned(),
+            data: Bytes::from(format!("{{\"n\":{n}}}")),
+            metadata: Bytes::new(),
+            is_json: true,
+        }
+    }
+
+    /// A log of three one-event frames whose middle frame has a bad checksum.
+    fn damaged_in_the_middle(dir: &Path) {
+        let mut bytes = log::MAGIC.to_vec();
+        for n in 0..3u8 {
+            let base = bytes.len() as u64;
+            let mut frame = Vec::new();
+            log::encode_append(&mut frame, base, "s", u64::from(n), 0, &[event(n)]);
+            if n == 1 {
+                let last = frame.len() - 6;
+                frame[last] ^= 0xFF;
+            }
+            bytes.extend_from_slice(&frame);
+        }
+        std::fs::write(dir.join(LOG_FILE_NAME), bytes).unwrap();
+    }
+
+    #[test]
+    fn damage_farther_from_the_end_than_a_torn_write_can_be_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        damaged_in_the_middle(dir.path());
+        let err = Store::open_with(dir.path(), 16).unwrap_err();
+        assert!(matches!(err, StoreOpenError::CorruptMiddle { .. }), "{err}");
+        assert!(err.to_string().contains("refusing to start"));
+        // The file is left as it was for the operator.
+        let len = std::fs::metadata(dir.path().join(LOG_FILE_NAME)).unwrap().len();
+        assert!(len > 100);
+    }
+
+    #[test]
+    fn damage_within_the_last_group_is_cut_and_the_rest_served() {
+        let dir = tempfile::tempdir().unwrap();
+        damaged_in_the_middle(dir.path());
+        let store = Store::open_with(dir.path(), MAX_TORN_TAIL_BYTES).unwrap();
+        assert_eq!(store.stream_status("s"), StreamStatus::Live { first: 0, last: 0 });
+        let events = store.read_stream_range("s", 0, 10, MAX_GROUP_BYTES).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data.as_ref(), b"{\"n\":0}");
     }
 }
