@@ -610,7 +610,7 @@ impl Req<'_> {
         let meta = format!("$${stream}");
         let latest = match self.st.store.stream_status(&meta) {
             StreamStatus::Live { last, .. } => {
-                match self.st.store.read_stream_range(&meta, last, last, MAX_PAGE_BYTES) {
+                match self.st.store.read_stream_range(&meta, last, last, MAX_PAGE_BYTES, false) {
                     Ok(events) => events.into_iter().next(),
                     Err(e) => return io_failure(&e),
                 }
@@ -642,7 +642,7 @@ impl Req<'_> {
         if n < first || n > last {
             return json_response(StatusCode::NOT_FOUND, media::JSON, b"{}".to_vec());
         }
-        let ev = match self.st.store.read_stream_range(stream, n, n, MAX_PAGE_BYTES) {
+        let ev = match self.st.store.read_stream_range(stream, n, n, MAX_PAGE_BYTES, false) {
             Ok(mut events) if !events.is_empty() => events.swap_remove(0),
             Ok(_) => return json_response(StatusCode::NOT_FOUND, media::JSON, b"{}".to_vec()),
             Err(e) => return io_failure(&e),
@@ -725,8 +725,8 @@ impl Req<'_> {
                 status = self.st.store.stream_status(stream);
             }
         }
-        let last = match status {
-            StreamStatus::Live { last, .. } => last,
+        let (first_visible, last) = match status {
+            StreamStatus::Live { first, last } => (first, last),
             StreamStatus::HardDeleted => return empty(StatusCode::GONE),
             StreamStatus::Missing | StreamStatus::SoftDeleted => {
                 return empty(StatusCode::NOT_FOUND);
@@ -739,18 +739,24 @@ impl Req<'_> {
             Dir::Backward => {
                 let top = from.min(last);
                 let bottom = (top + 1).saturating_sub(count);
-                let events =
-                    match self.st.store.read_stream_range(stream, bottom, top, MAX_PAGE_BYTES) {
-                        Ok(e) => e,
-                        Err(e) => return io_failure(&e),
-                    };
+                let events = match self.st.store.read_stream_range(
+                    stream,
+                    bottom,
+                    top,
+                    MAX_PAGE_BYTES,
+                    true,
+                ) {
+                    Ok(e) => e,
+                    Err(e) => return io_failure(&e),
+                };
                 let mut links = vec![
                     link(s.clone(), "self"),
                     link(format!("{s}/head/backward/{count}"), "first"),
                 ];
-                // The page may stop early at MAX_PAGE_BYTES: continue below what it holds.
+                // The page may stop early at MAX_PAGE_BYTES: continue below
+                // what it holds, down to the first event not soft-deleted.
                 let lowest = events.first().map_or(bottom, |e| e.event_number);
-                if lowest > 0 {
+                if lowest > first_visible {
                     links.push(link(format!("{s}/0/forward/{count}"), "last"));
                     links.push(link(format!("{s}/{}/backward/{count}", lowest - 1), "next"));
                 }
@@ -760,8 +766,13 @@ impl Req<'_> {
             }
             Dir::Forward => {
                 let to = from.saturating_add(count - 1);
-                let events = match self.st.store.read_stream_range(stream, from, to, MAX_PAGE_BYTES)
-                {
+                let events = match self.st.store.read_stream_range(
+                    stream,
+                    from,
+                    to,
+                    MAX_PAGE_BYTES,
+                    false,
+                ) {
                     Ok(e) => e,
                     Err(e) => return io_failure(&e),
                 };

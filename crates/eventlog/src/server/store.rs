@@ -422,14 +422,17 @@ impl Store {
         }
     }
 
-    /// Events `from..=to` of a live stream (clamped to what is visible), with
-    /// the total of data read kept under `max_bytes` (at least one event).
+    /// Events `from..=to` of a live stream (clamped to what is visible), in
+    /// ascending order, with the total read kept under `max_bytes` (at least
+    /// one event): the oldest ones are kept, or the newest with `keep_newest`
+    /// (backward pages).
     pub fn read_stream_range(
         &self,
         stream: &str,
         from: u64,
         to: u64,
         max_bytes: usize,
+        keep_newest: bool,
     ) -> std::io::Result<Vec<StoredEvent>> {
         let (name, entries) = {
             let index = self.read_index();
@@ -442,13 +445,18 @@ impl Store {
             }
             let mut entries = Vec::with_capacity((to - from + 1) as usize);
             let mut bytes = 0usize;
-            for n in from..=to {
+            let numbers: Box<dyn Iterator<Item = u64>> =
+                if keep_newest { Box::new((from..=to).rev()) } else { Box::new(from..=to) };
+            for n in numbers {
                 let e = index.all[s.events[n as usize]];
                 bytes += e.len as usize;
                 if bytes > max_bytes && !entries.is_empty() {
                     break;
                 }
                 entries.push(e);
+            }
+            if keep_newest {
+                entries.reverse();
             }
             (s.name.clone(), entries)
         };
@@ -871,7 +879,7 @@ mod tests {
         damaged_in_the_middle(dir.path());
         let store = Store::open_with(dir.path(), MAX_TORN_TAIL_BYTES).unwrap();
         assert_eq!(store.stream_status("s"), StreamStatus::Live { first: 0, last: 0 });
-        let events = store.read_stream_range("s", 0, 10, MAX_GROUP_BYTES).unwrap();
+        let events = store.read_stream_range("s", 0, 10, MAX_GROUP_BYTES, false).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].data.as_ref(), b"{\"n\":0}");
     }
