@@ -1389,7 +1389,8 @@ async fn b9_health_metrics_and_the_agent_desktop_are_served() {
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let page = response.text().await.unwrap();
     assert!(
-        page.contains("/api/v1/ws") && page.contains("/api/v1/me"),
+        page.contains("/api/v1/ws") && page.contains("\"/api/v1\" + path"),
         "the desktop talks to the public API"
     );
+    assert!(page.contains("4096"), "the send box counts to the limit");
 }
