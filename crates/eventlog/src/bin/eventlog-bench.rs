@@ -6,6 +6,9 @@
 //! clients (the real `HttpEventStore`) in another, both over loopback HTTP.
 //!
 //! Usage: `eventlog-bench [--secs N] [--writers 1,16,256] [--read-events N] [--dir DIR]`
+//! (`BENCH_SERVER_THREADS` / `BENCH_CLIENT_THREADS` size the two runtimes, 2 each by default).
+//!
+//! The figures depend on what else the machine is doing: run it on a quiet one.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -255,9 +258,10 @@ fn main() {
         .map_or(0, |d| d.as_nanos());
     let root = args.dir.join(format!("eventlog-bench-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    let threads = |var: &str| std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let build = |name: &str| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(threads(&format!("BENCH_{}_THREADS", name.to_uppercase())))
             .thread_name(name)
             .enable_all()
             .build()
