@@ -3,7 +3,8 @@
 //! An agent has a session while it has an open WebSocket or made an
 //! authenticated call within `session_timeout`. An agent without one whose
 //! presence is not `LoggedOut` or `Idle(disconnected)` is moved to
-//! `Idle(disconnected)` by the system, and each of its live offers is
+//! `Idle(disconnected)` by the system (an agent in RONA stays there: only a
+//! person's choice leaves RONA, B2.3), and each of its live offers is
 //! withdrawn (`SESSION_LOST`) so routing offers it to someone else. Its
 //! active conversations stay with it.
 //!
@@ -104,19 +105,31 @@ pub struct LostSession {
 pub fn find_lost(shared: &Shared, now: Millis) -> Vec<LostSession> {
     let timeout = i64::try_from(shared.config.session_timeout.as_millis()).unwrap_or(i64::MAX);
     let view = shared.view();
+    // One pass over the conversations: live offers by agent.
+    let mut offers: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+    for c in view.conversations.values() {
+        if let Some(o) = &c.offer {
+            offers.entry(o.agent_id.as_str()).or_default().push((c.id.clone(), o.offer_id.clone()));
+        }
+    }
     view.agents
         .values()
         .filter_map(|agent| {
-            let disconnected = matches!(agent.state, v1::PresenceState::LoggedOut)
-                || (agent.state == v1::PresenceState::Idle && agent.idle_reason == DISCONNECTED);
-            let offers = view.offer_ids_of(&agent.id);
-            if disconnected && offers.is_empty() {
+            let settled = match agent.state {
+                v1::PresenceState::LoggedOut | v1::PresenceState::Unspecified => true,
+                v1::PresenceState::Idle => agent.idle_reason == DISCONNECTED,
+                // B2.3: nothing but a person's choice takes an agent out of RONA.
+                v1::PresenceState::Rona => true,
+                v1::PresenceState::Available => false,
+            };
+            let offers = offers.remove(agent.id.as_str()).unwrap_or_default();
+            if settled && offers.is_empty() {
                 return None;
             }
             if !shared.sessions.lost(&agent.id, now, timeout) {
                 return None;
             }
-            Some(LostSession { agent_id: agent.id.clone(), change_state: !disconnected, offers })
+            Some(LostSession { agent_id: agent.id.clone(), change_state: !settled, offers })
         })
         .collect()
 }

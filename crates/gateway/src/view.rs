@@ -376,19 +376,6 @@ impl View {
         offers
     }
 
-    /// Live offers as `(conversation id, offer id)`, for the lost-session sweep.
-    pub fn offer_ids_of(&self, agent_id: &str) -> Vec<(String, String)> {
-        self.conversations
-            .values()
-            .filter_map(|c| {
-                c.offer
-                    .as_ref()
-                    .filter(|o| o.agent_id == agent_id)
-                    .map(|o| (c.id.clone(), o.offer_id.clone()))
-            })
-            .collect()
-    }
-
     pub fn conversations_of(&self, agent_id: &str) -> Vec<dto::Conversation> {
         let mut list: Vec<&ConversationView> =
             self.conversations.values().filter(|c| c.is_participant(agent_id)).collect();

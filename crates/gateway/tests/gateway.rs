@@ -1245,10 +1245,12 @@ async fn b1_5_an_agent_without_a_session_goes_idle_disconnected_and_its_offers_a
     env.register("alice", "Alice Smith", v1::PresenceState::Available).await;
     env.register("bob", "Bob Stone", v1::PresenceState::Available).await;
     env.register("carol", "Carol King", v1::PresenceState::LoggedOut).await;
+    env.register("dave", "Dave Rona", v1::PresenceState::Rona).await;
     env.start_conversation("c1").await;
     env.offer("c1", "o1", "alice").await;
     env.applied("conversation-c1", 3).await;
     env.applied("agent-carol", 1).await;
+    env.applied("agent-dave", 1).await;
     // Bob keeps a WebSocket open; alice only made a call at the start.
     let mut bob_ws = env.ws(&format!("access_token={}", bob())).await;
     assert_eq!(bob_ws.next_frame().await["type"], "hello");
@@ -1283,7 +1285,11 @@ async fn b1_5_an_agent_without_a_session_goes_idle_disconnected_and_its_offers_a
         }
     );
     let seen = presence.lock().unwrap().clone();
-    assert_eq!(seen.len(), 1, "only alice: bob has a socket, carol is logged out");
+    assert_eq!(
+        seen.len(),
+        1,
+        "only alice: bob has a socket, carol is logged out, dave is in RONA (B2.3)"
+    );
     assert_eq!(seen[0].0, "change-state");
     assert_eq!(
         v1::ChangeAgentState::decode(seen[0].1.clone()).unwrap(),
