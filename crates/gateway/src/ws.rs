@@ -215,9 +215,24 @@ async fn serve_socket(
             break;
         }
     }
+    // Heartbeat: a client that answers nothing (not even our pings) for two
+    // intervals is gone (a laptop that lost its network never closes its
+    // socket), so its session can be found lost (B1.5).
+    let heartbeat = heartbeat_interval(shared.config.session_timeout);
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_heard = tokio::time::Instant::now();
     if outcome == Outcome::ClientLeft {
         outcome = loop {
             tokio::select! {
+                _ = pings.tick() => {
+                    if last_heard.elapsed() > heartbeat * 2 {
+                        tracing::info!(agent = %caller.id, "closing a silent WebSocket");
+                        break Outcome::Silent;
+                    }
+                    if !matches!(tokio::time::timeout(timeout, socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                        break Outcome::TooSlow;
+                    }
+                }
                 frame = rx.recv() => match frame {
                     Some(frame) => {
                         if !send(&mut socket, frame.text.to_string(), timeout).await {
@@ -228,16 +243,24 @@ async fn serve_socket(
                 },
                 incoming = socket.recv() => match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break Outcome::ClientLeft,
-                    Some(Ok(_)) => {} // pings are answered by the library; anything else is ignored
+                    // Pings are answered by the library; pongs and anything else only prove life.
+                    Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                 },
                 () = shutdown.wait() => break Outcome::ShuttingDown,
             }
         };
     }
     shared.hub.unregister(client_id);
-    shared.sessions.socket_closed(&caller.id, shared.clock.now());
+    // A silent client was last alive when it was last heard from.
+    let silent_ms = if outcome == Outcome::Silent {
+        i64::try_from(last_heard.elapsed().as_millis()).unwrap_or(0)
+    } else {
+        0
+    };
+    shared.sessions.socket_closed(&caller.id, shared.clock.now() - silent_ms);
     let close = match outcome {
         Outcome::ClientLeft => None,
+        Outcome::Silent => Some((CLOSE_GOING_AWAY, "no answer to pings")),
         Outcome::TooSlow => {
             if !too_slow.swap(true, Ordering::AcqRel) {
                 shared.stats.ws_clients_too_slow.fetch_add(1, Ordering::Relaxed);
@@ -257,8 +280,15 @@ async fn serve_socket(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     ClientLeft,
+    Silent,
     TooSlow,
     ShuttingDown,
+}
+
+/// How often the server pings: often enough that a dead client is noticed
+/// well within the session timeout, never more than every 20 s.
+fn heartbeat_interval(session_timeout: Duration) -> Duration {
+    (session_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(20))
 }
 
 async fn send(socket: &mut WebSocket, text: String, timeout: Duration) -> bool {

@@ -1347,6 +1347,18 @@ async fn b1_5_an_agent_without_a_session_goes_idle_disconnected_and_its_offers_a
     assert_eq!(change.agent_id, "bob");
 }
 
+#[tokio::test]
+async fn b1_5_a_websocket_that_answers_no_pings_is_closed_so_its_session_can_be_lost() {
+    let env = spawn_gateway_with(|c| c.session_timeout = Duration::from_secs(4)).await;
+    // Never polled: tungstenite answers pings only while reading.
+    let _silent = env.ws(&format!("access_token={}", alice())).await;
+    eventually("the client is registered", || async { !env.shared.hub.is_empty() }).await;
+    let closed_within = Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    eventually("the silent client is dropped", || async { env.shared.hub.is_empty() }).await;
+    assert!(started.elapsed() < closed_within, "took {:?}", started.elapsed());
+}
+
 // ---- OpenAPI, health, desktop -----------------------------------------------------------
 
 #[tokio::test]
