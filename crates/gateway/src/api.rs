@@ -76,6 +76,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/me/offers", get(my_offers))
         .route("/api/v1/me/wrapups", get(my_wrapups))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
 }
@@ -87,6 +88,14 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     } else {
         (StatusCode::NOT_FOUND, "not found").into_response()
     }
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 // ---- extractors -----------------------------------------------------------------
@@ -191,6 +200,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
                 .map_err(|e| Problem::bad_request("invalid_path", e.body_text()))?;
         check_id("id", &raw)?;
         Ok(Id(raw))
+    }
+}
+
+/// A raw path parameter whose rejection is a problem.
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Segment, Problem> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| Segment(p.0))
+            .map_err(|e| Problem::bad_request("invalid_path", e.body_text()))
     }
 }
 
@@ -430,7 +453,7 @@ pub async fn list_queues(
 pub async fn put_entry_point(
     State(s): AppState,
     Supervisor(caller): Supervisor,
-    axum::extract::Path(number): axum::extract::Path<String>,
+    Segment(number): Segment,
     Body(body): Body<dto::PutEntryPoint>,
 ) -> Api<Json<dto::EntryPoint>> {
     let digits = number.strip_prefix('+').unwrap_or(&number);

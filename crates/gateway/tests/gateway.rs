@@ -910,6 +910,8 @@ async fn b8_malformed_requests_get_400_problems_and_change_nothing() {
     assert_problem(s, &b, &ct, 400, "invalid_business_number");
     let (s, b, ct) = env.call("GET", "/api/v1/nothing-here", Some(&a), None).await;
     assert_problem(s, &b, &ct, 404, "no_such_endpoint");
+    let (s, b, ct) = env.call("PATCH", "/api/v1/me", Some(&a), None).await;
+    assert_problem(s, &b, &ct, 405, "method_not_allowed");
     let big = "x".repeat(gateway::MAX_BODY_BYTES + 1);
     let (s, b, ct) = env
         .call("POST", "/api/v1/conversations/c1/messages", Some(&a), Some(json!({"text": big})))
