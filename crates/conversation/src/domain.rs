@@ -171,6 +171,7 @@ pub enum Actor {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // commands live for one decision; boxing buys nothing
 pub enum Command {
     /// From the WhatsApp edge. `entry_queue` is the queue the business number
     /// maps to, resolved by the service (used only when this starts the conversation).

@@ -294,7 +294,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                 let status = wire::status_from_proto(c.status)
                     .map_err(|e| commands::invalid(e.to_string()))?;
                 let failure = (c.failure_code != 0 || !c.failure_reason.is_empty())
-                    .then(|| (c.failure_code, c.failure_reason));
+                    .then_some((c.failure_code, c.failure_reason));
                 let command = Command::RecordStatus {
                     message_id: c.message_id,
                     status,

@@ -446,7 +446,7 @@ pub fn summary(state: &Conversation) -> v1::ConversationSummary {
             offered_at: at(o.offered_at),
             expires_at: at(o.expires_at),
         }),
-        window_closes_at: state.window_closes_at().and_then(|t| at(t)),
+        window_closes_at: state.window_closes_at().and_then(at),
         queued_since: at(state.queued_since),
     }
 }

@@ -15,6 +15,9 @@ use crate::Shutdown;
 
 /// Delay before a transiently failed event is delivered again.
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// How long JetStream waits for an ack before redelivering: the longest a
+/// reaction can be delayed by a replica that died while handling it.
+pub const ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// What a reaction tells the consumer.
 #[derive(Debug)]
@@ -37,7 +40,11 @@ pub async fn run<F, Fut>(
     F: Fn(EventEnvelope) -> Fut + Send + Sync,
     Fut: Future<Output = Outcome> + Send,
 {
-    let options = ConsumerOptions { filter_subject, ..ConsumerOptions::new(durable_name) };
+    let options = ConsumerOptions {
+        filter_subject,
+        ack_wait: ACK_WAIT,
+        ..ConsumerOptions::new(durable_name)
+    };
     let mut consumer = loop {
         match bus.event_consumer(options.clone()).await {
             Ok(c) => break c,

@@ -133,6 +133,10 @@ struct Shell<S> {
     /// versions it used, so the next plan does not repeat them before the
     /// read model has seen the outcome.
     in_flight: Mutex<InFlight>,
+    /// Slot reservations with no offer in the log yet, and when we saw them.
+    /// One still unresolved after [`ORPHAN_AFTER`] was left by a replica that
+    /// died (or lost its reply) between reserving and offering: given back.
+    unresolved: Mutex<HashMap<String, (String, String, std::time::Instant)>>,
     runtime: Runtime<S>,
 }
 
@@ -145,6 +149,10 @@ struct InFlight {
 /// Re-plan at least this often.
 const RETRY_PLAN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Operational, not a domain deadline: well over two command timeouts, so a
+/// replica still between its two calls is never undercut.
+const ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How long a conversation stays skipped after this replica tried to offer it.
 const IN_FLIGHT_MS: Millis = 2_000;
 
@@ -155,6 +163,7 @@ pub async fn run<S: EventStore + Clone + 'static>(runtime: Runtime<S>) -> anyhow
         deadlines: Deadlines::new(),
         changed: Notify::new(),
         in_flight: Mutex::new(InFlight::default()),
+        unresolved: Mutex::new(HashMap::new()),
         runtime: runtime.clone(),
     });
     let projection = tokio::spawn({
@@ -176,6 +185,19 @@ pub async fn run<S: EventStore + Clone + 'static>(runtime: Runtime<S>) -> anyhow
                         }
                         DeadlineChange::Cancel { conversation_id, offer_id } => {
                             shell.deadlines.cancel(&(conversation_id, offer_id))
+                        }
+                        DeadlineChange::Reserved { agent_id, conversation_id, offer_id } => {
+                            shell.unresolved.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                                offer_id,
+                                (agent_id, conversation_id, std::time::Instant::now()),
+                            );
+                        }
+                        DeadlineChange::Resolved { offer_id } => {
+                            shell
+                                .unresolved
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&offer_id);
                         }
                     }
                 }
@@ -354,6 +376,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                 continue;
             }
             let now = self.runtime.clock.now();
+            self.release_orphans().await;
             self.ensure_unknown_queues(now).await;
             let plan = {
                 let view = self.view.read().unwrap_or_else(|p| p.into_inner());
@@ -374,10 +397,34 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                             .is_none_or(|used| a.version > *used)
                     })
                     .collect();
-                decision::plan(&view.config.queues, &waiting, &agents, now)
+                let plan = decision::plan(&view.config.queues, &waiting, &agents, now);
+                if plan.len() < waiting.len() {
+                    tracing::debug!(waiting = ?waiting, agents = ?agents, planned = plan.len(), "not every waiting conversation has an agent");
+                }
+                plan
             };
             for assignment in plan {
                 self.offer(assignment, now).await;
+            }
+        }
+    }
+
+    /// Gives back slots reserved for offers that were never made.
+    async fn release_orphans(&self) {
+        let orphans: Vec<(String, String, String)> = {
+            let unresolved = self.unresolved.lock().unwrap_or_else(|p| p.into_inner());
+            unresolved
+                .iter()
+                .filter(|(_, (_, _, seen))| seen.elapsed() > ORPHAN_AFTER)
+                .map(|(offer, (agent, conversation, _))| {
+                    (agent.clone(), conversation.clone(), offer.clone())
+                })
+                .collect()
+        };
+        for (agent, conversation, offer) in orphans {
+            tracing::warn!(%agent, %conversation, %offer, "giving back a slot reserved for an offer never made");
+            if self.release(&agent, &conversation, &offer).await {
+                self.unresolved.lock().unwrap_or_else(|p| p.into_inner()).remove(&offer);
             }
         }
     }
@@ -437,13 +484,15 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
         )
         .await;
         if let Err(e) = reserved {
-            // Typically a stale plan (the agent changed): the next plan uses fresher state.
+            // Typically a stale plan (the agent changed): the next plan uses
+            // fresher state. (A lost reply may still have reserved the slot:
+            // the orphan sweep gives it back.)
             tracing::debug!(agent = %a.agent_id, error = %e, "slot not reserved");
-            self.in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .conversations
-                .remove(&a.conversation_id);
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            in_flight.conversations.remove(&a.conversation_id);
+            if !matches!(&e, CallError::Refused(r) if r.code == "agent_changed") {
+                in_flight.agent_versions.remove(&a.agent_id);
+            }
             return;
         }
         let make = v1::MakeOffer {

@@ -48,11 +48,29 @@ pub struct AgentState {
     pub version: u64,
 }
 
-/// A change to an offer deadline, for the service's timer set.
+/// What the service must track after an event: offer deadlines for its
+/// timer set, and slot reservations not (yet) tied to an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadlineChange {
-    Schedule { conversation_id: String, offer_id: String, at: Millis },
-    Cancel { conversation_id: String, offer_id: String },
+    Schedule {
+        conversation_id: String,
+        offer_id: String,
+        at: Millis,
+    },
+    Cancel {
+        conversation_id: String,
+        offer_id: String,
+    },
+    /// A slot was reserved for an offer that the log does not show yet.
+    Reserved {
+        agent_id: String,
+        conversation_id: String,
+        offer_id: String,
+    },
+    /// That reservation is now accounted for (offer made, or slot released).
+    Resolved {
+        offer_id: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -96,7 +114,19 @@ impl View {
             }
         } else if let Some(agent_id) = stream.strip_prefix("agent-") {
             if let Ok(e) = AgentPresenceEvent::from_json(event_type, data) {
+                let change = match &e {
+                    AgentPresenceEvent::SlotReserved(r) => Some(DeadlineChange::Reserved {
+                        agent_id: agent_id.to_owned(),
+                        conversation_id: r.conversation_id.clone(),
+                        offer_id: r.offer_id.clone(),
+                    }),
+                    AgentPresenceEvent::SlotReleased(r) => {
+                        Some(DeadlineChange::Resolved { offer_id: r.offer_id.clone() })
+                    }
+                    _ => None,
+                };
                 self.apply_presence(agent_id, event_number, e);
+                return change.into_iter().collect();
             }
         } else if stream.starts_with("wrapup-") {
             match WrapUpEvent::from_json(event_type, data) {
@@ -199,10 +229,8 @@ impl View {
                 }];
             }
             E::OfferWithdrawn(e) => {
-                if let Some(offer) = c.offer.take() {
-                    if offer.kind == OfferKind::Conference as i32 {
-                        c.conference_queue = None;
-                    }
+                if c.offer.take().is_some_and(|offer| offer.kind == OfferKind::Conference as i32) {
+                    c.conference_queue = None;
                 }
                 return vec![DeadlineChange::Cancel {
                     conversation_id: id.to_owned(),

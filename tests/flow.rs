@@ -1,0 +1,458 @@
+//! B1–B7 end to end over NATS, every service its own process (real
+//! `nats-server`, the embedded event store over HTTP), time moved by the test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use e2e::{Cluster, SERVICES, T0, eventually};
+use eventlog::EventStore;
+use sb_proto::{
+    ConversationEvent, Service,
+    v1::{self, ActorKind, PresenceState},
+    verbs,
+};
+
+const BUSINESS: &str = "15550001111";
+
+fn supervisor() -> Option<v1::Actor> {
+    Some(v1::Actor { kind: ActorKind::Supervisor as i32, id: "sup".into() })
+}
+
+fn agent_actor(id: &str) -> Option<v1::Actor> {
+    Some(v1::Actor { kind: ActorKind::Agent as i32, id: id.into() })
+}
+
+async fn setup(cluster: &Cluster) {
+    let _: v1::Queue = cluster
+        .call(
+            Service::Routing,
+            verbs::routing::PUT_QUEUE,
+            &v1::PutQueue {
+                queue_id: "support".into(),
+                name: "Support".into(),
+                offer_timeout_secs: 30,
+                by: supervisor(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let _: v1::EntryPoint = cluster
+        .call(
+            Service::Routing,
+            verbs::routing::PUT_ENTRY_POINT,
+            &v1::PutEntryPoint {
+                business_number: BUSINESS.into(),
+                queue_id: "support".into(),
+                by: supervisor(),
+            },
+        )
+        .await;
+    for (id, name) in [("alice", "Alice Smith"), ("bob", "Bob Jones")] {
+        let _: v1::AgentPresence = cluster
+            .call(
+                Service::AgentPresence,
+                verbs::presence::REGISTER,
+                &v1::RegisterAgent {
+                    agent_id: id.into(),
+                    name: name.into(),
+                    capacity: 1,
+                    by: supervisor(),
+                    ..Default::default()
+                },
+            )
+            .await;
+    }
+    let _: v1::WrapupReason = cluster
+        .call(
+            Service::WrapUp,
+            verbs::wrapup::PUT_REASON,
+            &v1::PutWrapupReason {
+                code: "resolved".into(),
+                label: "Issue resolved".into(),
+                by: supervisor(),
+            },
+        )
+        .await;
+}
+
+async fn set_state(cluster: &Cluster, agent: &str, state: PresenceState) -> v1::AgentPresence {
+    cluster
+        .call(
+            Service::AgentPresence,
+            verbs::presence::CHANGE_STATE,
+            &v1::ChangeAgentState {
+                agent_id: agent.into(),
+                state: state as i32,
+                idle_reason: String::new(),
+                by: agent_actor(agent),
+            },
+        )
+        .await
+}
+
+async fn customer_says(
+    cluster: &Cluster,
+    phone: &str,
+    wa_id: &str,
+    text: &str,
+) -> v1::CustomerMessageStored {
+    cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::RECEIVE,
+            &v1::ReceiveCustomerMessage {
+                source_number: BUSINESS.into(),
+                phone_number_id: "pn-1".into(),
+                customer: Some(v1::Customer { name: "Maria Lopez".into(), phone: phone.into() }),
+                whatsapp_message_id: wa_id.into(),
+                r#type: v1::MessageType::Text as i32,
+                text: text.into(),
+                sent_at: Some(sb_proto::timestamp_from_millis(cluster.now())),
+                ..Default::default()
+            },
+        )
+        .await
+}
+
+async fn conversation(cluster: &Cluster, id: &str) -> v1::ConversationSummary {
+    cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::GET,
+            &v1::GetConversation { conversation_id: id.into() },
+        )
+        .await
+}
+
+async fn agent(cluster: &Cluster, id: &str) -> v1::AgentPresence {
+    cluster
+        .call(Service::AgentPresence, verbs::presence::GET, &v1::GetAgent { agent_id: id.into() })
+        .await
+}
+
+async fn offered_to(cluster: &Cluster, conversation_id: &str) -> v1::LiveOffer {
+    eventually("an offer", || async { conversation(cluster, conversation_id).await.offer }).await
+}
+
+async fn pending(cluster: &Cluster, agent: &str) -> Vec<v1::PendingWrapup> {
+    let list: v1::PendingWrapupList = cluster
+        .call(
+            Service::WrapUp,
+            verbs::wrapup::PENDING,
+            &v1::ListPendingWrapups { agent_id: agent.into() },
+        )
+        .await;
+    list.wrapups
+}
+
+/// Event types of a conversation's stream, in order.
+async fn history(cluster: &Cluster, conversation_id: &str) -> Vec<String> {
+    let loaded =
+        cluster.store().load_stream(&format!("conversation-{conversation_id}")).await.unwrap();
+    loaded.events.iter().map(|e| e.event_type.clone()).collect()
+}
+
+fn count(history: &[String], event_type: &str) -> usize {
+    history.iter().filter(|t| *t == event_type).count()
+}
+
+/// The whole story, with `crash` called at each step so a variant can kill
+/// and restart services in the middle.
+async fn story(cluster: &mut Cluster, crash: &mut dyn FnMut(usize) -> Option<&'static str>) {
+    setup(cluster).await;
+    set_state(cluster, "alice", PresenceState::Available).await;
+    cluster.advance(Duration::from_secs(1)).await;
+    set_state(cluster, "bob", PresenceState::Available).await;
+    maybe_crash(cluster, crash, 0).await;
+
+    // B4.4: the first message starts a conversation in the entry queue.
+    let first = customer_says(cluster, "+15551234567", "wamid.1", "Hello, my order is late").await;
+    assert!(first.started && !first.duplicate);
+    let id = first.conversation_id.clone();
+    // B4.3: the same WhatsApp message again is stored once.
+    assert!(
+        customer_says(cluster, "+15551234567", "wamid.1", "Hello, my order is late")
+            .await
+            .duplicate
+    );
+
+    // B3.2: offered to the agent idle longest (alice became Available first).
+    let offer = offered_to(cluster, &id).await;
+    assert_eq!(offer.agent_id, "alice");
+    assert_eq!(offer.queue_name, "Support");
+    let summary = conversation(cluster, &id).await;
+    assert_eq!(summary.state, "offered");
+    assert_eq!(summary.customer.as_ref().unwrap().name, "Maria Lopez");
+    assert_eq!(summary.source_number, BUSINESS);
+    assert_eq!(agent(cluster, "alice").await.slots_used, 1, "B1.3: the offer holds a slot");
+    maybe_crash(cluster, crash, 1).await;
+
+    // B4.4: a message while offered is kept.
+    customer_says(cluster, "+15551234567", "wamid.2", "Anyone there?").await;
+
+    // B2.2: not accepted in time → RONA and offered to the next agent.
+    cluster.advance(Duration::from_secs(31)).await;
+    let rona = eventually("alice in RONA", || async {
+        let a = agent(cluster, "alice").await;
+        (a.state == PresenceState::Rona as i32 && a.slots_used == 0).then_some(a)
+    })
+    .await;
+    assert_eq!(rona.slots_used, 0);
+    let offer = eventually("re-offer to bob", || async {
+        conversation(cluster, &id).await.offer.filter(|o| o.agent_id == "bob")
+    })
+    .await;
+    // B2.4: alice's late accept is refused.
+    let late = cluster
+        .refused(
+            Service::Conversation,
+            verbs::conversation::ACCEPT,
+            &v1::AcceptOffer {
+                conversation_id: id.clone(),
+                agent_id: "alice".into(),
+                agent_name: "Alice Smith".into(),
+            },
+        )
+        .await;
+    assert_eq!(late, "offer_expired");
+    maybe_crash(cluster, crash, 2).await;
+
+    // B2.4, B2.5: bob accepts; the transcript has what arrived while waiting.
+    let accepted: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::ACCEPT,
+            &v1::AcceptOffer {
+                conversation_id: id.clone(),
+                agent_id: "bob".into(),
+                agent_name: "Bob Jones".into(),
+            },
+        )
+        .await;
+    assert_eq!((accepted.state.as_str(), accepted.owner.as_str()), ("active", "bob"));
+    let ms = |t: &Option<sb_proto::Timestamp>| sb_proto::millis_from_timestamp(t.as_ref().unwrap());
+    assert_eq!(
+        ms(&offer.expires_at) - ms(&offer.offered_at),
+        30_000,
+        "B2.1: the queue's offer timeout"
+    );
+    assert_eq!(count(&history(cluster, &id).await, "CustomerMessageReceived"), 2);
+
+    // B4.2: too long is refused and nothing is stored; a normal one is pending.
+    let too_long = cluster
+        .refused(
+            Service::Conversation,
+            verbs::conversation::SEND,
+            &v1::SendAgentMessage {
+                conversation_id: id.clone(),
+                agent_id: "bob".into(),
+                agent_name: "Bob Jones".into(),
+                text: "x".repeat(4097),
+                message_id: String::new(),
+            },
+        )
+        .await;
+    assert_eq!(too_long, "message_too_long");
+    let sent: v1::AgentMessageStored = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::SEND,
+            &v1::SendAgentMessage {
+                conversation_id: id.clone(),
+                agent_id: "bob".into(),
+                agent_name: "Bob Jones".into(),
+                text: "Hello Maria, let me check.".into(),
+                message_id: String::new(),
+            },
+        )
+        .await;
+    assert!(!sent.message_id.is_empty());
+    maybe_crash(cluster, crash, 3).await;
+
+    // B7.1: End owes bob one wrap-up; his slot stays taken until it is submitted.
+    let _: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::END,
+            &v1::EndConversation { conversation_id: id.clone(), by: agent_actor("bob") },
+        )
+        .await;
+    let owed = eventually("bob owes a wrap-up", || async {
+        let p = pending(cluster, "bob").await;
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    assert_eq!(owed.len(), 1);
+    assert_eq!(owed[0].conversation_id, id);
+    assert_eq!(agent(cluster, "bob").await.slots_used, 1);
+    maybe_crash(cluster, crash, 4).await;
+
+    // A second customer waits: bob has no free slot, alice is in RONA (B2.3).
+    let second = customer_says(cluster, "+15557654321", "wamid.9", "Hi!").await;
+    assert_ne!(second.conversation_id, id);
+
+    // B7.3, B7.5: the submission frees the slot; the waiting customer goes to bob.
+    let unknown = cluster
+        .refused(
+            Service::WrapUp,
+            verbs::wrapup::SUBMIT,
+            &v1::SubmitWrapup {
+                agent_id: "bob".into(),
+                conversation_id: id.clone(),
+                reason_code: "nope".into(),
+                note: String::new(),
+            },
+        )
+        .await;
+    assert_eq!(unknown, "unknown_reason");
+    let left: v1::PendingWrapupList = cluster
+        .call(
+            Service::WrapUp,
+            verbs::wrapup::SUBMIT,
+            &v1::SubmitWrapup {
+                agent_id: "bob".into(),
+                conversation_id: id.clone(),
+                reason_code: "resolved".into(),
+                note: "refund sent".into(),
+            },
+        )
+        .await;
+    assert!(left.wrapups.is_empty());
+    let again = cluster
+        .refused(
+            Service::WrapUp,
+            verbs::wrapup::SUBMIT,
+            &v1::SubmitWrapup {
+                agent_id: "bob".into(),
+                conversation_id: id.clone(),
+                reason_code: "resolved".into(),
+                note: String::new(),
+            },
+        )
+        .await;
+    assert_eq!(again, "wrapup_already_submitted");
+    maybe_crash(cluster, crash, 5).await;
+    let next = offered_to(cluster, &second.conversation_id).await;
+    assert_eq!(next.agent_id, "bob", "the freed slot takes the next offer");
+    assert_eq!(
+        agent(cluster, "alice").await.state,
+        PresenceState::Rona as i32,
+        "B2.3: RONA is left only by choice"
+    );
+
+    // Nothing lost, nothing doubled.
+    let h = history(cluster, &id).await;
+    assert_eq!(count(&h, "ConversationStarted"), 1);
+    assert_eq!(count(&h, "CustomerMessageReceived"), 2);
+    assert_eq!(count(&h, "OfferMade"), 2);
+    assert_eq!(count(&h, "OfferWithdrawn"), 1);
+    assert_eq!(count(&h, "OfferAccepted"), 1);
+    assert_eq!(count(&h, "AgentMessageAdded"), 1);
+    assert_eq!(count(&h, "ConversationEnded"), 1);
+    let wrapups = cluster.store().load_stream("wrapup-bob").await.unwrap();
+    let types: Vec<_> = wrapups.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["WrapupOwed", "WrapupSubmitted"]);
+    let bob = agent(cluster, "bob").await;
+    assert_eq!(bob.slots_used, 1, "only the new offer");
+    let ended = ConversationEvent::from_json("ConversationEnded", &{
+        let loaded = cluster.store().load_stream(&format!("conversation-{id}")).await.unwrap();
+        loaded.events.last().unwrap().data.clone()
+    })
+    .unwrap();
+    assert!(matches!(ended, ConversationEvent::ConversationEnded(e) if e.agent_ids == ["bob"]));
+}
+
+async fn maybe_crash(
+    cluster: &mut Cluster,
+    crash: &mut dyn FnMut(usize) -> Option<&'static str>,
+    step: usize,
+) {
+    if let Some(service) = crash(step) {
+        cluster.kill(service);
+        cluster.start_service(service).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b1_b7_customer_message_to_wrapup_and_next_offer() {
+    let mut cluster = Cluster::start().await;
+    cluster.start_all().await;
+    story(&mut cluster, &mut |_| None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b1_b7_the_story_survives_kill_9_of_each_service_in_the_middle() {
+    let mut cluster = Cluster::start().await;
+    cluster.start_all().await;
+    // Step n kills and restarts one service; each service dies at least once.
+    let plan =
+        ["routing", "agent-presence", "conversation", "wrap-up", "routing", "agent-presence"];
+    story(&mut cluster, &mut |step| plan.get(step).copied()).await;
+    assert_eq!(SERVICES.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b7_4_a_pending_auto_wrapup_fires_after_a_restart() {
+    let mut cluster = Cluster::start().await;
+    cluster.env.push(("SWITCHBOARD_AUTO_WRAPUP_SECS".into(), "60".into()));
+    cluster.start_all().await;
+    setup(&cluster).await;
+    set_state(&cluster, "alice", PresenceState::Available).await;
+    let first = customer_says(&cluster, "+15551234567", "wamid.1", "Hello").await;
+    offered_to(&cluster, &first.conversation_id).await;
+    let _: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::ACCEPT,
+            &v1::AcceptOffer {
+                conversation_id: first.conversation_id.clone(),
+                agent_id: "alice".into(),
+                agent_name: "Alice Smith".into(),
+            },
+        )
+        .await;
+    let _: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::END,
+            &v1::EndConversation {
+                conversation_id: first.conversation_id.clone(),
+                by: agent_actor("alice"),
+            },
+        )
+        .await;
+    let owed = eventually("a wrap-up owed", || async {
+        let p = pending(&cluster, "alice").await;
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    let auto_at = sb_proto::millis_from_timestamp(owed[0].auto_at.as_ref().unwrap());
+    assert_eq!(auto_at, cluster.now() + 60_000);
+
+    // The wrap-up service dies before the deadline and comes back after it.
+    cluster.kill("wrap-up");
+    cluster.advance(Duration::from_secs(61)).await;
+    cluster.start_service("wrap-up").await;
+    eventually("the auto wrap-up", || async {
+        pending(&cluster, "alice").await.is_empty().then_some(())
+    })
+    .await;
+    let log = cluster.store().load_stream("wrapup-alice").await.unwrap();
+    let submitted = log.events.iter().find(|e| e.event_type == "WrapupSubmitted").unwrap();
+    let e: v1::WrapupSubmitted = serde_json_from(&submitted.data);
+    assert!(e.automatic);
+    assert_eq!(e.reason_code, "auto");
+    // B7.5: and the slot is free again.
+    eventually("alice's slot back", || async {
+        (agent(&cluster, "alice").await.slots_used == 0).then_some(())
+    })
+    .await;
+    assert!(T0 < cluster.now());
+}
+
+fn serde_json_from(data: &[u8]) -> v1::WrapupSubmitted {
+    match sb_proto::WrapUpEvent::from_json("WrapupSubmitted", data).unwrap() {
+        sb_proto::WrapUpEvent::WrapupSubmitted(e) => e,
+        other => panic!("{other:?}"),
+    }
+}
