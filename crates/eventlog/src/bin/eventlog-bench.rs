@@ -84,7 +84,7 @@ fn fsync_rate(
     dir: &Path,
     for_how_long: Duration,
     preallocated: bool,
-) -> std::io::Result<(f64, Duration)> {
+) -> std::io::Result<FsyncResult> {
     use std::os::unix::fs::FileExt as _;
     let path = dir.join("fsync-probe");
     let file = std::fs::OpenOptions::new()
@@ -99,15 +99,28 @@ fn fsync_rate(
     }
     let block = [7u8; 256];
     let start = Instant::now();
-    let mut n = 0u64;
+    let mut latencies = Vec::new();
     while start.elapsed() < for_how_long {
-        file.write_all_at(&block, n * 256)?;
+        let t = Instant::now();
+        file.write_all_at(&block, latencies.len() as u64 * 256)?;
         file.sync_data()?;
-        n += 1;
+        latencies.push(t.elapsed());
     }
     let elapsed = start.elapsed();
     std::fs::remove_file(&path)?;
-    Ok((n as f64 / elapsed.as_secs_f64(), elapsed / n.max(1) as u32))
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    Ok(FsyncResult {
+        per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.5),
+        p99: pct(0.99),
+    })
+}
+
+struct FsyncResult {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
 }
 
 struct AppendResult {
@@ -271,9 +284,9 @@ fn main() {
     let client_rt = build("client");
 
     eprintln!("measuring the disk's fsync rate…");
-    let (fsyncs, fsync_mean) =
+    let appending =
         fsync_rate(&root, Duration::from_secs(1), false).unwrap_or_else(|e| panic!("{e}"));
-    let (overwrites, overwrite_mean) =
+    let overwriting =
         fsync_rate(&root, Duration::from_secs(1), true).unwrap_or_else(|e| panic!("{e}"));
 
     let (url, stop, _) = start_server(&server_rt, root.join("appends"));
@@ -315,14 +328,16 @@ fn main() {
     println!("| measurement | result | p50 | p99 | goal |");
     println!("|---|---:|---:|---:|---|");
     println!(
-        "| disk: append 256 B + fdatasync, one thread | {:.0} fsyncs/s | {} mean | | (reference) |",
-        fsyncs,
-        ms(fsync_mean)
+        "| disk: append 256 B + fdatasync, one thread | {:.0} fsyncs/s | {} | {} | (reference) |",
+        appending.per_sec,
+        ms(appending.p50),
+        ms(appending.p99)
     );
     println!(
-        "| disk: 256 B over preallocated zeros + fdatasync (what the store does) | {:.0} fsyncs/s | {} mean | | (reference) |",
-        overwrites,
-        ms(overwrite_mean)
+        "| disk: 256 B over preallocated zeros + fdatasync (what the store does) | {:.0} fsyncs/s | {} | {} | (reference) |",
+        overwriting.per_sec,
+        ms(overwriting.p50),
+        ms(overwriting.p99)
     );
     for r in &appends {
         let goal = match r.writers {
