@@ -78,7 +78,20 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(count_requests))
         .with_state(shared)
+}
+
+/// `sb_gateway_requests_total{method, status}` (no paths or ids in labels).
+async fn count_requests(request: Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    kernel::metrics::global().add(
+        "sb_gateway_requests_total",
+        &format!("method=\"{method}\",status=\"{}\"", response.status().as_u16()),
+        1,
+    );
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {

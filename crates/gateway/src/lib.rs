@@ -65,6 +65,8 @@ pub struct GatewayConfig {
     pub ws_client_buffer: usize,
     /// Longest one WebSocket write may take before the client is cut off as too slow.
     pub ws_send_timeout: Duration,
+    /// Open WebSockets at most; more are refused with 503 `too_many_connections`.
+    pub max_ws_clients: usize,
 }
 
 impl GatewayConfig {
@@ -76,6 +78,7 @@ impl GatewayConfig {
             ws_ring_frames: view::DEFAULT_RING_FRAMES,
             ws_client_buffer: 256,
             ws_send_timeout: Duration::from_secs(10),
+            max_ws_clients: 10_000,
         }
     }
 }

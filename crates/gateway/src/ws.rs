@@ -173,6 +173,13 @@ pub async fn handler(
         Ok(u) => u,
         Err(e) => return Problem::bad_request("not_a_websocket", e.body_text()).into_response(),
     };
+    if shared.hub.len() >= shared.config.max_ws_clients {
+        return Problem::unavailable(
+            "too_many_connections",
+            "the gateway has as many WebSockets open as it takes; retry later",
+        )
+        .into_response();
+    }
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve_socket(shared, caller, since, socket))

@@ -1173,6 +1173,25 @@ async fn b8_a_since_older_than_the_ring_asks_the_client_to_resync() {
 }
 
 #[tokio::test]
+async fn b8_websockets_beyond_the_configured_bound_are_refused() {
+    let env = spawn_gateway_with(|c| c.max_ws_clients = 1).await;
+    let mut first = env.ws(&format!("access_token={}", alice())).await;
+    assert_eq!(first.next_frame().await["type"], "hello");
+    let err = tokio_tungstenite::connect_async(format!(
+        "{}/api/v1/ws?access_token={}",
+        env.ws_base,
+        bob()
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(err, tungstenite::Error::Http(ref r) if r.status() == 503), "{err:?}");
+    drop(first);
+    eventually("the first socket is gone", || async { env.shared.hub.is_empty() }).await;
+    let mut second = env.ws(&format!("access_token={}", bob())).await;
+    assert_eq!(second.next_frame().await["type"], "hello");
+}
+
+#[tokio::test]
 async fn b8_a_slow_websocket_client_is_cut_off_instead_of_growing_memory() {
     let env = spawn_gateway_with(|c| {
         c.ws_client_buffer = 8;
@@ -1404,6 +1423,11 @@ async fn b9_health_metrics_and_the_agent_desktop_are_served() {
         assert_eq!(response.status(), 200, "{path}");
         assert!(response.text().await.unwrap().contains(want), "{path}");
     }
+    let metrics = env.http.get(env.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("sb_gateway_requests_total{method=\"GET\",status=\"200\"}"),
+        "{metrics}"
+    );
     let response = env.http.get(env.url("/")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -1413,4 +1437,135 @@ async fn b9_health_metrics_and_the_agent_desktop_are_served() {
         "the desktop talks to the public API"
     );
     assert!(page.contains("4096"), "the send box counts to the limit");
+}
+
+// ---- property run over the OpenAPI document ------------------------------------------
+
+/// A small deterministic generator (xorshift), seeded and printed so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+/// Schemathesis-style: every operation of the OpenAPI document, called with
+/// odd ids, bodies, queries and tokens, never answers 5xx (services that
+/// refuse everything stand in for the domain; only `not_available_yet` is a 503).
+#[tokio::test]
+async fn b8_no_operation_of_the_openapi_document_answers_5xx_to_odd_input() {
+    let env = spawn_gateway().await;
+    for service in Service::ALL {
+        fake_service(&env, service, |_, _| refusal("refused", v1::ErrorKind::Conflict)).await;
+    }
+    env.start_conversation("c1").await;
+    env.offer("c1", "o1", "alice").await;
+    env.applied("conversation-c1", 3).await;
+    let seed = std::env::var("GATEWAY_PROPERTY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_cafe_u64);
+    println!("GATEWAY_PROPERTY_SEED={seed}");
+    let mut rng = Rng(seed | 1);
+    let (_, doc, _) = env.call("GET", "/api/v1/openapi.json", None, None).await;
+    let long = "x".repeat(300);
+    let ids = [
+        "c1",
+        "alice",
+        "sales",
+        "",
+        "a b",
+        "..",
+        "%2F",
+        "ü",
+        "-1",
+        "18446744073709551616",
+        long.as_str(),
+        "resolved",
+    ];
+    let bodies: Vec<Option<String>> = vec![
+        None,
+        Some(String::new()),
+        Some("{}".into()),
+        Some("null".into()),
+        Some("[]".into()),
+        Some("{\"name\": 5}".into()),
+        Some("{\"name\": \"Sales\", \"offerTimeoutSecs\": -1}".into()),
+        Some("{\"name\": \"Sales\", \"offerTimeoutSecs\": 99999999999}".into()),
+        Some("{\"state\": \"Idle\", \"reason\": \"a b\"}".into()),
+        Some("{\"text\": \"\\u0000\"}".into()),
+        Some("{\"queueId\": \"sales\", \"agentId\": \"bob\"}".into()),
+        Some("{\"agentId\": \"bob\"}".into()),
+        Some("{\"reason\": \"resolved\", \"note\": null}".into()),
+        Some("{\"label\": \"ok\"}".into()),
+        Some("\u{fffd}\u{0}garbage".into()),
+        Some(format!("{{\"text\": \"{}\"}}", "y".repeat(5000))),
+    ];
+    let queries = [
+        "",
+        "?search=",
+        "?search=%FF",
+        "?available=true",
+        "?available=1",
+        "?state=ended",
+        "?state=",
+        "?since=1",
+    ];
+    let tokens = [Some(sup()), Some(alice()), Some(bob()), Some("x.y.z".to_owned()), None];
+    let mut calls = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        if path == "/api/v1/ws" {
+            continue;
+        }
+        for method in operations.as_object().unwrap().keys() {
+            for _ in 0..60 {
+                let mut concrete = String::new();
+                for part in path.split('/') {
+                    if part.starts_with('{') {
+                        let id = rng.pick(&ids[..]);
+                        concrete.push('/');
+                        concrete.push_str(&id.replace(' ', "%20"));
+                    } else if !part.is_empty() {
+                        concrete.push('/');
+                        concrete.push_str(part);
+                    }
+                }
+                let query = *rng.pick(&queries);
+                concrete.push_str(query);
+                let mut request = env.http.request(
+                    reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    env.url(&concrete),
+                );
+                if let Some(t) = rng.pick(&tokens) {
+                    request = request.bearer_auth(t);
+                }
+                if let Some(body) = rng.pick(&bodies) {
+                    request = request.header("content-type", "application/json").body(body.clone());
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap();
+                calls += 1;
+                if status >= 500 {
+                    let code = serde_json::from_str::<Value>(&text)
+                        .map(|v| v["code"].clone())
+                        .unwrap_or_default();
+                    assert!(
+                        status == 503 && code == "not_available_yet",
+                        "{} {concrete} answered {status}: {text} (seed {seed})",
+                        method.to_uppercase()
+                    );
+                }
+            }
+        }
+    }
+    assert!(calls >= 24 * 60, "{calls}");
 }
