@@ -1423,6 +1423,7 @@ async fn b9_health_metrics_and_the_agent_desktop_are_served() {
         assert_eq!(response.status(), 200, "{path}");
         assert!(response.text().await.unwrap().contains(want), "{path}");
     }
+    assert_eq!(env.call("GET", "/api/v1/openapi.json", None, None).await.0, 200);
     let metrics = env.http.get(env.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("sb_gateway_requests_total{method=\"GET\",status=\"200\"}"),
