@@ -634,6 +634,14 @@ impl View {
             E::ConferenceDeclined(e) => Some(name_of(self, &e.agent_id)),
             _ => None,
         };
+        // The log is replayed from its start, so an unknown conversation is
+        // either new or one dropped from memory after it ended: late events
+        // for the latter (a delivery status, say) must not bring it back.
+        if !self.conversations.contains_key(&conversation_id)
+            && !matches!(event, E::ConversationStarted(_))
+        {
+            return;
+        }
         let conv = self
             .conversations
             .entry(conversation_id.clone())

@@ -567,3 +567,20 @@ fn ended_conversations_leave_everyone_and_show_a_line() {
     assert_eq!(c.ended_at.as_deref(), Some("2025-11-24T16:01:00.000Z"));
     assert!(log.view.conversations_of("alice").is_empty());
 }
+
+#[test]
+fn events_of_a_conversation_never_started_here_do_not_invent_one() {
+    let mut log = Log::default();
+    let frames = log.conv(
+        "gone",
+        v1::MessageStatusChanged {
+            conversation_id: "gone".into(),
+            message_id: "a1".into(),
+            status: v1::DeliveryStatus::Read as i32,
+            ..Default::default()
+        },
+    );
+    assert!(frames.is_empty());
+    assert!(log.view.conversations.is_empty());
+    assert!(log.view.has_applied("conversation-gone", 0));
+}
