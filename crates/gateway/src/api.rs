@@ -438,7 +438,7 @@ pub async fn put_queue(
 
 /// Queues (agents may call it: the transfer directory, B5.1).
 #[utoipa::path(get, path = "/api/v1/queues", tag = "directory", params(SearchQuery),
-    responses((status = 200, body = Vec<dto::Queue>), (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Vec<dto::Queue>), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list_queues(
     State(s): AppState,
@@ -514,7 +514,7 @@ pub async fn put_agent(
 
 /// Agents with presence (B1.4); `available=true` is the transfer directory (B5.1).
 #[utoipa::path(get, path = "/api/v1/agents", tag = "directory", params(AgentsQuery),
-    responses((status = 200, body = Vec<dto::Agent>), (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Vec<dto::Agent>), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list_agents(
     State(s): AppState,
@@ -622,7 +622,7 @@ pub async fn retire_reason(
 
 /// Active wrap-up reasons (agents may call it).
 #[utoipa::path(get, path = "/api/v1/wrapup-reasons", tag = "directory", params(SearchQuery),
-    responses((status = 200, body = Vec<dto::WrapupReason>), (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Vec<dto::WrapupReason>), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list_reasons(
     State(s): AppState,

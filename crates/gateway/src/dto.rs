@@ -47,6 +47,7 @@ pub struct Agent {
     pub state: PresenceState,
     /// Set while `Idle` (`break`, `lunch`, `disconnected`, …).
     pub idle_reason: Option<String>,
+    #[schema(format = DateTime)]
     pub state_since: Option<String>,
     pub slots_used: u32,
     pub capacity: u32,
@@ -58,6 +59,7 @@ pub struct Agent {
 pub struct Presence {
     pub state: PresenceState,
     pub idle_reason: Option<String>,
+    #[schema(format = DateTime)]
     pub state_since: Option<String>,
     pub slots_used: u32,
     pub capacity: u32,
@@ -75,8 +77,10 @@ pub struct WrapupReason {
 pub struct PendingWrapup {
     pub conversation_id: String,
     pub wrapup_id: String,
+    #[schema(format = DateTime)]
     pub since: String,
     /// When the auto wrap-up happens (B7.4); absent when disabled.
+    #[schema(format = DateTime)]
     pub auto_at: Option<String>,
 }
 
@@ -102,7 +106,9 @@ pub struct Offer {
     pub source_number: String,
     pub queue_id: String,
     pub queue_name: String,
+    #[schema(format = DateTime)]
     pub offered_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
@@ -155,8 +161,11 @@ pub struct Conversation {
     pub owner: Option<String>,
     pub participants: Vec<Participant>,
     /// 24 h after the customer's last message (B4.6).
+    #[schema(format = DateTime)]
     pub window_closes_at: Option<String>,
+    #[schema(format = DateTime)]
     pub started_at: String,
+    #[schema(format = DateTime)]
     pub ended_at: Option<String>,
     /// The transcript; absent in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -219,6 +228,7 @@ pub struct Message {
     pub type_: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_id: Option<String>,
+    #[schema(format = DateTime)]
     pub at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<DeliveryStatus>,
