@@ -81,7 +81,8 @@ fn dev_starts_its_own_nats_when_none_answers_and_stops_on_sigterm() {
     let port = free_port();
     let mut child = ChildGuard(
         switchboard()
-            .args(["dev", "--nats-url", &format!("nats://127.0.0.1:{port}"), "--data-dir"])
+            .args(["dev", "--nats-url", &format!("nats://127.0.0.1:{port}")])
+            .args(["--eventstore-url", &format!("http://127.0.0.1:{}", free_port()), "--data-dir"])
             .arg(&data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -93,6 +94,7 @@ fn dev_starts_its_own_nats_when_none_answers_and_stops_on_sigterm() {
     // The NATS it started answers with JetStream at that port.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     assert!(data.join("nats").join("jetstream").is_dir());
+    assert!(data.join("eventstore").is_dir(), "the embedded event store keeps its log in the data dir");
 
     terminate(&mut child);
     // Its nats-server went with it.
@@ -108,7 +110,8 @@ fn dev_uses_a_nats_that_already_answers() {
     let data = tempfile_dir();
     let mut child = ChildGuard(
         switchboard()
-            .args(["dev", "--nats-url", &nats.url(), "--data-dir"])
+            .args(["dev", "--nats-url", &nats.url()])
+            .args(["--eventstore-url", &format!("http://127.0.0.1:{}", free_port()), "--data-dir"])
             .arg(&data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,18 +1,25 @@
 //! `switchboard dev`: everything on one machine, with no outside account.
 //!
-//! It grows with every component: today it makes sure NATS answers (starting
-//! a local `nats-server -js` when none does), creates the `SB_EVENTS` stream,
-//! runs every component built so far, prints where everything is, and stops
-//! cleanly on Ctrl-C or SIGTERM.
+//! It makes sure NATS answers (starting a local `nats-server -js` when none
+//! does), creates the JetStream streams, runs the embedded event store at
+//! `SWITCHBOARD_EVENTSTORE_URL` with its log under the data dir, runs the four
+//! domain services in this process (each exactly as `switchboard serve` runs
+//! it), prints where everything is, and stops cleanly on Ctrl-C or SIGTERM.
+//! With the same data dir it comes back with everything it had.
 
-use std::{path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{Context, bail};
 use bus::{Bus, BusConfig};
 use clap::Args;
+use eventlog::server::{Auth, Server, ServerConfig};
+use kernel::{Readiness, Runtime, Shutdown};
 use tokio::process::{Child, Command};
 
-use crate::config::{DataDirArgs, NatsArgs};
+use crate::{
+    config::{DataDirArgs, NatsArgs},
+    serve::{DomainArgs, ServiceName, StoreArgs},
+};
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -20,10 +27,21 @@ pub struct DevArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub data: DataDirArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub domain: DomainArgs,
     /// The `nats-server` binary to start when no NATS answers at the URL.
     #[arg(long, env = "SWITCHBOARD_NATS_SERVER_BIN", default_value = "nats-server")]
     pub nats_server_bin: String,
 }
+
+const SERVICES: [ServiceName; 4] = [
+    ServiceName::AgentPresence,
+    ServiceName::WrapUp,
+    ServiceName::Conversation,
+    ServiceName::Routing,
+];
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data.data_dir)
@@ -31,17 +49,85 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let (bus, _nats_child) = connect_or_start_nats(&args).await?;
     let info = bus.ensure_events_stream().await?;
-    tracing::info!(stream = %info.config.name, messages = info.state.messages, "event stream ready");
+    let (trigger, shutdown) = Shutdown::new();
+
+    // The embedded event store, where services expect it.
+    let listen = loopback_listen_addr(&args.store.url)?;
+    let log_dir = crate::eventstore::log_dir(&args.data.data_dir);
+    let server = Server::bind(ServerConfig {
+        data_dir: log_dir.clone(),
+        listen,
+        auth: Auth::Basic { user: args.store.user.clone(), password: args.store.password.clone() },
+    })
+    .await
+    .with_context(|| format!("cannot start the event store on {listen}"))?;
+    let store_task = tokio::spawn({
+        let mut shutdown = shutdown.clone();
+        server.run(async move { shutdown.wait().await })
+    });
+    let store = crate::serve::connect_store(&args.store).await?;
+
+    let mut tasks = Vec::new();
+    let mut readiness = Vec::new();
+    for service in SERVICES {
+        let ready = Readiness::default();
+        readiness.push(ready.clone());
+        let runtime = Runtime {
+            store: store.clone(),
+            bus: bus.clone(),
+            clock: crate::serve::clock(args.domain.clock, &bus),
+            shutdown: shutdown.clone(),
+            ready,
+        };
+        let domain = args.domain.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::serve::run_service(service, runtime, &domain).await {
+                tracing::error!(?service, error = %e, "service stopped");
+            }
+        }));
+    }
+    let started = tokio::time::Instant::now();
+    while !readiness.iter().all(Readiness::get) && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     println!("switchboard dev is running");
-    println!("  NATS            {}", args.nats.nats_url);
-    println!("  event stream    {} ({} events)", info.config.name, info.state.messages);
+    println!(
+        "  NATS            {} (stream {}, {} events)",
+        args.nats.nats_url, info.config.name, info.state.messages
+    );
+    println!("  event store     {} (log in {})", args.store.url, log_dir.display());
+    println!("  services        agent-presence, wrap-up, conversation, routing");
+    println!("  default queue   {}", args.domain.default_queue);
+    println!(
+        "  auto wrap-up    {} s (reason `{}`)",
+        args.domain.auto_wrapup_secs, args.domain.auto_wrapup_reason
+    );
     println!("  data dir        {}", args.data.data_dir.display());
     println!("Press Ctrl-C to stop.");
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    trigger.trigger();
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), store_task).await;
     Ok(())
+}
+
+/// The socket address of a loopback `http://host:port` URL, for the embedded store.
+fn loopback_listen_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let authority =
+        url.split_once("://").map_or(url, |(_, r)| r).split('/').next().unwrap_or_default();
+    let addr: SocketAddr = authority
+        .parse()
+        .or_else(|_| authority.replace("localhost", "127.0.0.1").parse())
+        .with_context(|| format!("SWITCHBOARD_EVENTSTORE_URL {url} must be http://<loopback ip>:<port> for the embedded store"))?;
+    if !addr.ip().is_loopback() {
+        bail!("the embedded event store listens on loopback only; {url} is not");
+    }
+    Ok(addr)
 }
 
 /// Connects to the configured NATS; when nothing answers on a loopback URL,
@@ -129,5 +215,12 @@ mod tests {
         );
         assert_eq!(loopback_host_port("nats://localhost").unwrap(), ("localhost".into(), 4222));
         assert!(loopback_host_port("nats://nats.internal:4222").is_err());
+    }
+
+    #[test]
+    fn the_embedded_store_listens_where_services_expect_it() {
+        assert_eq!(loopback_listen_addr("http://127.0.0.1:2113").unwrap().port(), 2113);
+        assert_eq!(loopback_listen_addr("http://localhost:2999").unwrap().port(), 2999);
+        assert!(loopback_listen_addr("http://10.0.0.1:2113").is_err());
     }
 }

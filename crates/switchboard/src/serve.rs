@@ -91,6 +91,12 @@ pub struct ServeArgs {
 pub async fn connect(nats: &NatsArgs, store: &StoreArgs) -> anyhow::Result<(Bus, HttpEventStore)> {
     let bus = Bus::connect(BusConfig::new(&nats.nats_url)).await?;
     bus.ensure_events_stream().await?;
+    Ok((bus, connect_store(store).await?))
+}
+
+/// A client of the event store, once `/info` says it is usable (waiting a
+/// little for one that is still starting).
+pub async fn connect_store(store: &StoreArgs) -> anyhow::Result<HttpEventStore> {
     let client = store.client()?;
     let mut attempt = 0;
     loop {
@@ -106,7 +112,7 @@ pub async fn connect(nats: &NatsArgs, store: &StoreArgs) -> anyhow::Result<(Bus,
             }
         }
     }
-    Ok((bus, client))
+    Ok(client)
 }
 
 /// A clock as configured; a manual one follows the test clock on the bus.
