@@ -294,3 +294,19 @@ impl<S: EventStore + Clone + 'static> Gateway<S> {
         served
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// ARCHITECTURE invariant: the gateway holds no domain rules, so it never
+    /// depends on a domain crate; it only sends their commands (`sb_proto`).
+    #[test]
+    fn the_gateway_depends_on_no_domain_crate() {
+        let manifest = include_str!("../Cargo.toml");
+        for domain in ["agent-presence", "wrap-up", "conversation", "routing"] {
+            assert!(
+                !manifest.lines().any(|l| l.trim_start().starts_with(domain)),
+                "the gateway must not depend on `{domain}`"
+            );
+        }
+    }
+}
