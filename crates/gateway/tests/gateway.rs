@@ -1078,6 +1078,7 @@ async fn b2_1_the_websocket_pushes_an_offer_within_a_bounded_wait_and_since_repl
     let started = std::time::Instant::now();
     env.offer("c1", "o1", "alice").await;
     let offer = ws.until("offer").await;
+    println!("offer frame after {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     assert_eq!(offer["offer"]["customerName"], "Maria Lopez");
     assert_eq!(offer["offer"]["offeredAt"], "2025-11-24T16:00:01.000Z");
