@@ -49,6 +49,8 @@ pub struct Caller {
     pub id: String,
     pub name: String,
     pub role: Role,
+    /// When the token expires, Unix seconds (a WebSocket is closed then).
+    pub expires_at: i64,
 }
 
 impl Caller {
@@ -137,7 +139,7 @@ pub fn verify_token(secret: &str, token: &str, now_secs: i64) -> Result<Caller, 
     {
         return Err(TokenError::Malformed("`sub` must be a short id of [A-Za-z0-9_-]".into()));
     }
-    Ok(Caller { id: claims.sub, name: claims.name, role: claims.role })
+    Ok(Caller { id: claims.sub, name: claims.name, role: claims.role, expires_at: claims.exp })
 }
 
 // ---- the HMAC-only crypto provider ------------------------------------------
@@ -231,7 +233,12 @@ mod tests {
         let caller = verify_token("s3cret", &token, NOW).unwrap();
         assert_eq!(
             caller,
-            Caller { id: "alice".into(), name: "Alice Smith".into(), role: Role::Agent }
+            Caller {
+                id: "alice".into(),
+                name: "Alice Smith".into(),
+                role: Role::Agent,
+                expires_at: NOW + 60
+            }
         );
     }
 

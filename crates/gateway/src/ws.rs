@@ -33,6 +33,8 @@ use crate::{Shared, Stats};
 
 /// Close code for a client that does not keep up (application range 4000–4999).
 pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// Close code when the token expires: reconnect with a fresh one.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// Close code sent when the gateway shuts down ("going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Largest message a client may send us (we expect none but pings).
@@ -253,6 +255,7 @@ async fn serve_socket(
                     // Pings are answered by the library; pongs and anything else only prove life.
                     Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                 },
+                () = shared.clock.sleep_until(caller.expires_at.saturating_mul(1000)) => break Outcome::TokenExpired,
                 () = shutdown.wait() => break Outcome::ShuttingDown,
             }
         };
@@ -268,6 +271,9 @@ async fn serve_socket(
     let close = match outcome {
         Outcome::ClientLeft => None,
         Outcome::Silent => Some((CLOSE_GOING_AWAY, "no answer to pings")),
+        Outcome::TokenExpired => {
+            Some((CLOSE_TOKEN_EXPIRED, "the token expired: reconnect with a fresh one"))
+        }
         Outcome::TooSlow => {
             if !too_slow.swap(true, Ordering::AcqRel) {
                 shared.stats.ws_clients_too_slow.fetch_add(1, Ordering::Relaxed);
@@ -287,6 +293,7 @@ async fn serve_socket(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     ClientLeft,
+    TokenExpired,
     Silent,
     TooSlow,
     ShuttingDown,

@@ -1174,6 +1174,29 @@ async fn b8_a_since_older_than_the_ring_asks_the_client_to_resync() {
 }
 
 #[tokio::test]
+async fn b8_1_a_websocket_is_closed_when_its_token_expires() {
+    let env = spawn_gateway().await;
+    let short = issue_token(
+        SECRET,
+        "alice",
+        "Alice Smith",
+        Role::Agent,
+        Duration::from_secs(30),
+        T0 / 1000,
+    );
+    let mut ws = env.ws(&format!("access_token={short}")).await;
+    assert_eq!(ws.next_frame().await["type"], "hello");
+    env.clock.advance(Duration::from_secs(31));
+    let message = tokio::time::timeout(WAIT, ws.0.next()).await.unwrap().unwrap().unwrap();
+    match message {
+        tungstenite::Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), gateway::ws::CLOSE_TOKEN_EXPIRED)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn b8_websockets_beyond_the_configured_bound_are_refused() {
     let env = spawn_gateway_with(|c| c.max_ws_clients = 1).await;
     let mut first = env.ws(&format!("access_token={}", alice())).await;
