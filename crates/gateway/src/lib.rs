@@ -53,7 +53,7 @@ pub const FOLLOWED_PREFIXES: [&str; 5] =
 
 /// Configuration (`SWITCHBOARD_GATEWAY_LISTEN`, `SWITCHBOARD_JWT_SECRET`,
 /// `SWITCHBOARD_SESSION_TIMEOUT_SECS`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
     pub jwt_secret: String,
@@ -67,6 +67,20 @@ pub struct GatewayConfig {
     pub ws_send_timeout: Duration,
     /// Open WebSockets at most; more are refused with 503 `too_many_connections`.
     pub max_ws_clients: usize,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("listen", &self.listen)
+            .field("jwt_secret", &"<redacted>")
+            .field("session_timeout", &self.session_timeout)
+            .field("ws_ring_frames", &self.ws_ring_frames)
+            .field("ws_client_buffer", &self.ws_client_buffer)
+            .field("ws_send_timeout", &self.ws_send_timeout)
+            .field("max_ws_clients", &self.max_ws_clients)
+            .finish()
+    }
 }
 
 impl GatewayConfig {
@@ -299,6 +313,15 @@ impl<S: EventStore + Clone + 'static> Gateway<S> {
 mod tests {
     /// ARCHITECTURE invariant: the gateway holds no domain rules, so it never
     /// depends on a domain crate; it only sends their commands (`sb_proto`).
+    #[test]
+    fn the_jwt_secret_never_shows_in_debug_output() {
+        let config = super::GatewayConfig::new(
+            "127.0.0.1:0".parse().unwrap_or(([127, 0, 0, 1], 0).into()),
+            "hunter2",
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
     #[test]
     fn the_gateway_depends_on_no_domain_crate() {
         let manifest = include_str!("../Cargo.toml");
