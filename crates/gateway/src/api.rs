@@ -78,6 +78,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), limit_in_flight))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(shared)
 }
@@ -92,6 +93,23 @@ async fn count_requests(request: Request, next: axum::middleware::Next) -> Respo
         1,
     );
     response
+}
+
+/// At most [`crate::GatewayConfig::max_in_flight`] API calls at once; more get
+/// 503 `overloaded` at once instead of queueing without bound.
+async fn limit_in_flight(
+    State(shared): AppState,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_permit) = shared.in_flight.clone().try_acquire_owned() else {
+        return Problem::unavailable(
+            "overloaded",
+            "the gateway is at its limit of calls in flight; retry shortly",
+        )
+        .into_response();
+    };
+    next.run(request).await
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {

@@ -67,6 +67,8 @@ pub struct GatewayConfig {
     pub ws_send_timeout: Duration,
     /// Open WebSockets at most; more are refused with 503 `too_many_connections`.
     pub max_ws_clients: usize,
+    /// API calls handled at once; more are refused with 503 `overloaded`.
+    pub max_in_flight: usize,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -79,6 +81,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("ws_client_buffer", &self.ws_client_buffer)
             .field("ws_send_timeout", &self.ws_send_timeout)
             .field("max_ws_clients", &self.max_ws_clients)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -93,6 +96,7 @@ impl GatewayConfig {
             ws_client_buffer: 256,
             ws_send_timeout: Duration::from_secs(10),
             max_ws_clients: 10_000,
+            max_in_flight: 1024,
         }
     }
 }
@@ -134,6 +138,8 @@ pub struct Shared {
     pub sessions: sessions::Sessions,
     pub stats: Stats,
     pub ready: Readiness,
+    /// Permits for API calls in flight.
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// Triggered when [`Gateway::run`]'s shutdown is: WebSockets close on it.
     closing: (kernel::ShutdownTrigger, Shutdown),
 }
@@ -155,6 +161,7 @@ impl Shared {
             stats: Stats::default(),
             ready: Readiness::default(),
             closing: Shutdown::new(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
             config,
             bus,
             clock,

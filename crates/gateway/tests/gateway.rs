@@ -943,6 +943,31 @@ async fn b8_a_service_that_does_not_answer_gives_503_and_reassign_is_not_availab
 }
 
 #[tokio::test]
+async fn b8_calls_beyond_the_in_flight_bound_are_shed_with_503() {
+    let env = spawn_gateway_with(|c| c.max_in_flight = 1).await;
+    // A presence service that takes its time (a fake: only the bound is under test).
+    let mut commands = env.bus.serve_commands(Service::AgentPresence).await.unwrap();
+    env.bus.flush().await.unwrap();
+    tokio::spawn(async move {
+        while let Some(command) = commands.next().await {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let reply = kernel::commands::ok("AgentPresence", &v1::AgentPresence::default());
+            let _ = command.reply(Bytes::from(reply.encode_to_vec())).await;
+        }
+    });
+    let a = alice();
+    let slow = env.call("PUT", "/api/v1/me/state", Some(&a), Some(json!({"state": "Available"})));
+    let shed = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        env.call("GET", "/api/v1/me", Some(&bob()), None).await
+    };
+    let ((slow_status, _, _), (s, b, ct)) = tokio::join!(slow, shed);
+    assert_eq!(slow_status, 200);
+    assert_problem(s, &b, &ct, 503, "overloaded");
+    assert_eq!(env.get("/api/v1/me", &bob()).await.0, 200, "free again");
+}
+
+#[tokio::test]
 async fn b3_supervisor_puts_map_to_routing_presence_and_wrapup_commands() {
     let env = spawn_gateway().await;
     let routing = fake_service(&env, Service::Routing, |verb, payload| match verb {
