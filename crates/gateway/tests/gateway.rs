@@ -508,6 +508,37 @@ async fn b8_1_agent_cannot_accept_offer_made_to_someone_else() {
 }
 
 #[tokio::test]
+async fn b2_4_a_late_accept_by_the_offered_agent_is_the_services_conflict_not_a_403() {
+    let env = spawn_gateway().await;
+    let conversation = fake_service(&env, Service::Conversation, |_, _| {
+        refusal("offer_expired", v1::ErrorKind::Conflict)
+    })
+    .await;
+    env.start_conversation("c1").await;
+    env.offer("c1", "o1", "alice").await;
+    env.conv(
+        "c1",
+        v1::OfferWithdrawn {
+            conversation_id: "c1".into(),
+            offer_id: "o1".into(),
+            agent_id: "alice".into(),
+            reason: v1::WithdrawReason::Expired as i32,
+            at: ts(T0 + 31_000),
+        },
+    )
+    .await;
+    env.applied("conversation-c1", 4).await;
+    let (s, b, ct) =
+        env.call("POST", "/api/v1/conversations/c1/accept", Some(&alice()), None).await;
+    assert_problem(s, &b, &ct, 409, "offer_expired");
+    assert_eq!(conversation.lock().unwrap().len(), 1);
+    // Someone it was never offered to is stopped at the gateway.
+    let (s, b, ct) = env.call("POST", "/api/v1/conversations/c1/accept", Some(&bob()), None).await;
+    assert_problem(s, &b, &ct, 403, "not_offered_to_you");
+    assert_eq!(conversation.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn b8_1_agent_cannot_read_or_act_on_another_agents_conversation() {
     let env = spawn_gateway().await;
     env.start_conversation("c1").await;
