@@ -5,6 +5,7 @@
 
 mod config;
 mod dev;
+mod edge;
 mod eventstore;
 mod serve;
 mod telemetry;
@@ -40,6 +41,9 @@ enum Command {
     /// Run one service as its own process: agent-presence, wrap-up,
     /// conversation or routing (commands over NATS, state in the event store).
     Serve(serve::ServeArgs),
+    /// Simulate outside parties, e.g. a customer writing on WhatsApp.
+    #[command(subcommand)]
+    Simulate(edge::SimulateCommand),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => dev::run(args).await,
             Command::Eventstore(args) => eventstore::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Simulate(command) => edge::simulate(command).await,
         }
     });
     match result {

@@ -17,6 +17,8 @@ pub enum ServiceName {
     WrapUp,
     Conversation,
     Routing,
+    /// The WhatsApp Cloud API edge: webhook listener and sender.
+    Whatsapp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +87,11 @@ pub struct ServeArgs {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "SWITCHBOARD_HEALTH_LISTEN", default_value = "127.0.0.1:0")]
     pub health_listen: SocketAddr,
+    #[command(flatten)]
+    pub whatsapp: crate::edge::WhatsAppArgs,
+    /// The whatsapp service's webhook listener (`/webhooks/whatsapp`).
+    #[arg(long, env = "SWITCHBOARD_WHATSAPP_LISTEN", default_value = "127.0.0.1:8081")]
+    pub whatsapp_listen: SocketAddr,
 }
 
 /// Connects to NATS (creating the streams) and checks the event store.
@@ -134,6 +141,9 @@ pub async fn run_service(
     domain: &DomainArgs,
 ) -> anyhow::Result<()> {
     match name {
+        ServiceName::Whatsapp => {
+            anyhow::bail!("the whatsapp edge needs its listener: use `serve whatsapp`")
+        }
         ServiceName::Conversation => {
             conversation::service::run(
                 runtime,
@@ -179,7 +189,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("draining");
         trigger.trigger();
     });
-    run_service(args.service, runtime, &args.domain).await?;
+    if args.service == ServiceName::Whatsapp {
+        crate::edge::serve(args.whatsapp_listen, &args.whatsapp, runtime).await?;
+    } else {
+        run_service(args.service, runtime, &args.domain).await?;
+    }
     let _ = health.await;
     Ok(())
 }

@@ -21,6 +21,7 @@
 pub mod graph;
 pub mod inbound;
 pub mod sandbox;
+pub mod service;
 mod secret;
 pub mod signature;
 pub mod simulate;
