@@ -142,7 +142,7 @@ struct Shell<S> {
 
 #[derive(Default)]
 struct InFlight {
-    conversations: HashMap<String, Millis>,
+    conversations: HashMap<String, std::time::Instant>,
     agent_versions: HashMap<String, u64>,
 }
 
@@ -154,7 +154,11 @@ const RETRY_PLAN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 const ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How long a conversation stays skipped after this replica tried to offer it.
-const IN_FLIGHT_MS: Millis = 2_000;
+/// Operational (until the read model shows the outcome), so measured on the
+/// machine's monotonic clock, not the domain clock: a conversation offered
+/// once and later back in a queue (an expired transfer, a transfer to a queue)
+/// must not wait for domain time to move before it is routed again.
+const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run<S: EventStore + Clone + 'static>(runtime: Runtime<S>) -> anyhow::Result<()> {
     let shell = Arc::new(Shell {
@@ -381,7 +385,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
             let plan = {
                 let view = self.view.read().unwrap_or_else(|p| p.into_inner());
                 let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                in_flight.conversations.retain(|_, since| now - *since < IN_FLIGHT_MS);
+                in_flight.conversations.retain(|_, since| since.elapsed() < IN_FLIGHT);
                 let waiting: Vec<_> = view
                     .waiting()
                     .into_iter()
@@ -459,7 +463,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
         let offer_id = kernel::new_id();
         {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            in_flight.conversations.insert(a.conversation_id.clone(), now);
+            in_flight.conversations.insert(a.conversation_id.clone(), std::time::Instant::now());
             in_flight.agent_versions.insert(a.agent_id.clone(), a.agent_version);
         }
         let timeout_secs = {

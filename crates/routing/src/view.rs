@@ -212,11 +212,14 @@ impl View {
                     kind: e.kind,
                     expires_at,
                 });
-                return vec![DeadlineChange::Schedule {
-                    conversation_id: id.to_owned(),
-                    offer_id: e.offer_id,
-                    at: expires_at,
-                }];
+                return vec![
+                    DeadlineChange::Resolved { offer_id: e.offer_id.clone() },
+                    DeadlineChange::Schedule {
+                        conversation_id: id.to_owned(),
+                        offer_id: e.offer_id,
+                        at: expires_at,
+                    },
+                ];
             }
             E::OfferAccepted(e) => {
                 c.offer = None;
@@ -342,14 +345,11 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(
-            changes,
-            vec![DeadlineChange::Schedule {
-                conversation_id: "c".into(),
-                offer_id: "o".into(),
-                at: 99
-            }]
-        );
+        assert!(changes.contains(&DeadlineChange::Schedule {
+            conversation_id: "c".into(),
+            offer_id: "o".into(),
+            at: 99
+        }));
         assert!(view.waiting().is_empty());
         conv(
             &mut view,
@@ -363,6 +363,47 @@ mod tests {
         );
         let w = view.waiting();
         assert_eq!((w[0].queue_id.as_str(), w[0].queued_since), ("q", 10));
+    }
+
+    #[test]
+    fn b3_3_a_reservation_is_resolved_by_its_offer_or_its_release() {
+        let mut view = View::default();
+        let reserved = AgentPresenceEvent::from(v1::SlotReserved {
+            offer_id: "o".into(),
+            conversation_id: "c".into(),
+            ..Default::default()
+        });
+        let changes = view.apply("agent-a", 0, reserved.event_type(), &reserved.to_json());
+        assert_eq!(
+            changes,
+            vec![DeadlineChange::Reserved {
+                agent_id: "a".into(),
+                conversation_id: "c".into(),
+                offer_id: "o".into()
+            }]
+        );
+        let changes = conv(
+            &mut view,
+            "c",
+            v1::OfferMade {
+                offer_id: "o".into(),
+                agent_id: "a".into(),
+                kind: 1,
+                ..Default::default()
+            },
+        );
+        assert!(
+            changes.contains(&DeadlineChange::Resolved { offer_id: "o".into() }),
+            "an offer made accounts for its slot"
+        );
+        let released = AgentPresenceEvent::from(v1::SlotReleased {
+            offer_id: "p".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            view.apply("agent-a", 1, released.event_type(), &released.to_json()),
+            vec![DeadlineChange::Resolved { offer_id: "p".into() }]
+        );
     }
 
     #[test]

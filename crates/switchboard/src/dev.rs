@@ -34,6 +34,19 @@ pub struct DevArgs {
     /// The `nats-server` binary to start when no NATS answers at the URL.
     #[arg(long, env = "SWITCHBOARD_NATS_SERVER_BIN", default_value = "nats-server")]
     pub nats_server_bin: String,
+    #[command(flatten)]
+    pub whatsapp: crate::edge::WhatsAppArgs,
+    /// Gateway, agent desktop and webhook address.
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub gateway_listen: SocketAddr,
+    /// The WhatsApp sandbox (a local Graph API stand-in).
+    #[arg(long, env = "SWITCHBOARD_SANDBOX_LISTEN", default_value = "127.0.0.1:8090")]
+    pub sandbox_listen: SocketAddr,
+}
+
+/// A random secret for a dev setting the user did not set (printed at start).
+fn dev_secret() -> String {
+    kernel::new_id().replace('-', "")
 }
 
 const SERVICES: [ServiceName; 4] = [
@@ -86,6 +99,55 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         }));
     }
+    // The WhatsApp sandbox, and the edge whose webhook the sandbox posts statuses to.
+    let mut whatsapp = args.whatsapp.clone();
+    let app_secret = whatsapp.app_secret.get_or_insert_with(dev_secret).clone();
+    let verify_token = whatsapp.verify_token.get_or_insert_with(dev_secret).clone();
+    let webhook_url = format!("http://{}/webhooks/whatsapp", args.gateway_listen);
+    let mut sandbox_config = whatsapp::sandbox::SandboxConfig::new(
+        args.sandbox_listen,
+        whatsapp.access_token.clone(),
+        app_secret.clone(),
+    );
+    sandbox_config.webhook_url = Some(webhook_url.clone());
+    sandbox_config.numbers = whatsapp.numbers()?.into_iter().map(|n| n.business).collect();
+    let sandbox = whatsapp::sandbox::Sandbox::bind(sandbox_config)
+        .await
+        .with_context(|| format!("cannot start the WhatsApp sandbox on {}", args.sandbox_listen))?;
+    let sandbox_url = sandbox.base_url();
+    tasks.push(tokio::spawn({
+        let mut shutdown = shutdown.clone();
+        async move {
+            if let Err(e) = sandbox.run(async move { shutdown.wait().await }).await {
+                tracing::error!(error = %e, "sandbox stopped");
+            }
+        }
+    }));
+    let edge_ready = Readiness::default();
+    readiness.push(edge_ready.clone());
+    let edge = crate::edge::edge(&bus, crate::serve::clock(args.domain.clock, &bus), &whatsapp)?;
+    let app = crate::edge::router(&edge, whatsapp.webhook_config()?, edge_ready.clone());
+    tasks.push(tokio::spawn(whatsapp::service::run(
+        edge,
+        store.clone(),
+        edge_ready,
+        shutdown.clone(),
+    )));
+    let listener = tokio::net::TcpListener::bind(args.gateway_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.gateway_listen))?;
+    tasks.push(tokio::spawn({
+        let mut shutdown = shutdown.clone();
+        async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.wait().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP listener stopped");
+            }
+        }
+    }));
+
     let started = tokio::time::Instant::now();
     while !readiness.iter().all(Readiness::get) && started.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -103,7 +165,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  auto wrap-up    {} s (reason `{}`)",
         args.domain.auto_wrapup_secs, args.domain.auto_wrapup_reason
     );
+    println!("  webhook         {webhook_url}");
+    println!("  WhatsApp sandbox {sandbox_url} (outbox: {sandbox_url}/sandbox/outbox)");
+    println!("  app secret      {app_secret}   (SWITCHBOARD_WHATSAPP_APP_SECRET)");
+    println!("  verify token    {verify_token}   (SWITCHBOARD_WHATSAPP_VERIFY_TOKEN)");
     println!("  data dir        {}", args.data.data_dir.display());
+    println!(
+        "Try: SWITCHBOARD_WHATSAPP_APP_SECRET={app_secret} switchboard simulate customer --name \"Maria Lopez\" --phone 15551234567 --to 15550001111 \"Hello\""
+    );
     println!("Press Ctrl-C to stop.");
 
     shutdown_signal().await;
