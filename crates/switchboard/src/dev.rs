@@ -36,6 +36,8 @@ pub struct DevArgs {
     pub nats_server_bin: String,
     #[command(flatten)]
     pub whatsapp: crate::edge::WhatsAppArgs,
+    #[command(flatten)]
+    pub gateway: crate::gateway_cmd::GatewayArgs,
     /// Gateway, agent desktop and webhook address.
     #[arg(long, env = "SWITCHBOARD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub gateway_listen: SocketAddr,
@@ -115,6 +117,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot start the WhatsApp sandbox on {}", args.sandbox_listen))?;
     let sandbox_url = sandbox.base_url();
+    whatsapp.graph_url.get_or_insert_with(|| sandbox_url.clone());
     tasks.push(tokio::spawn({
         let mut shutdown = shutdown.clone();
         async move {
@@ -124,26 +127,43 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     }));
     let edge_ready = Readiness::default();
-    readiness.push(edge_ready.clone());
     let edge = crate::edge::edge(&bus, crate::serve::clock(args.domain.clock, &bus), &whatsapp)?;
-    let app = crate::edge::router(&edge, whatsapp.webhook_config()?, edge_ready.clone());
+    let webhook = whatsapp::webhook::router(whatsapp.webhook_config()?, edge.sink());
     tasks.push(tokio::spawn(whatsapp::service::run(
         edge,
         store.clone(),
-        edge_ready,
+        edge_ready.clone(),
         shutdown.clone(),
     )));
-    let listener = tokio::net::TcpListener::bind(args.gateway_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.gateway_listen))?;
+
+    // The gateway, with the agent desktop and the webhook on the same address.
+    let jwt_secret = args.gateway.jwt_secret.clone().unwrap_or_else(dev_secret);
+    let gateway_runtime = Runtime {
+        store: store.clone(),
+        bus: bus.clone(),
+        clock: crate::serve::clock(args.domain.clock, &bus),
+        shutdown: shutdown.clone(),
+        ready: Readiness::default(),
+    };
+    let options = gateway::GatewayOptions {
+        extra_routes: Some(webhook),
+        readiness: vec![edge_ready.clone()],
+    };
+    let gateway = crate::gateway_cmd::bind(
+        args.gateway_listen,
+        &args.gateway,
+        jwt_secret.clone(),
+        &gateway_runtime,
+        options,
+    )
+    .await?;
+    readiness.push(gateway.shared().ready.clone());
+    readiness.push(edge_ready);
     tasks.push(tokio::spawn({
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.wait().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP listener stopped");
+            if let Err(e) = gateway.run(shutdown).await {
+                tracing::error!(error = %e, "gateway stopped");
             }
         }
     }));
@@ -165,6 +185,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  auto wrap-up    {} s (reason `{}`)",
         args.domain.auto_wrapup_secs, args.domain.auto_wrapup_reason
     );
+    println!(
+        "  gateway         http://{} (agent desktop; API /api/v1; OpenAPI /api/v1/openapi.json)",
+        args.gateway_listen
+    );
+    println!("  JWT secret      {jwt_secret}   (SWITCHBOARD_JWT_SECRET)");
     println!("  webhook         {webhook_url}");
     println!("  WhatsApp sandbox {sandbox_url} (outbox: {sandbox_url}/sandbox/outbox)");
     println!("  app secret      {app_secret}   (SWITCHBOARD_WHATSAPP_APP_SECRET)");
@@ -172,6 +197,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  data dir        {}", args.data.data_dir.display());
     println!(
         "Try: SWITCHBOARD_WHATSAPP_APP_SECRET={app_secret} switchboard simulate customer --name \"Maria Lopez\" --phone 15551234567 --to 15550001111 \"Hello\""
+    );
+    println!(
+        "Sign in: SWITCHBOARD_JWT_SECRET={jwt_secret} switchboard token --sub sup --name Supervisor --role supervisor"
     );
     println!("Press Ctrl-C to stop.");
 

@@ -18,6 +18,9 @@ use whatsapp::{
 
 use crate::config::parse_http_url;
 
+/// Where the sandbox of `switchboard dev` listens by default.
+pub const DEFAULT_SANDBOX_URL: &str = "http://127.0.0.1:8090";
+
 #[derive(Debug, Clone, Args)]
 pub struct WhatsAppArgs {
     /// Signs and verifies webhooks (`X-Hub-Signature-256`).
@@ -29,9 +32,10 @@ pub struct WhatsAppArgs {
     /// Bearer token for sends (per-number tokens: see --numbers-file).
     #[arg(long, env = "SWITCHBOARD_WHATSAPP_ACCESS_TOKEN", hide_env_values = true, default_value = whatsapp::sandbox::DEFAULT_SANDBOX_ACCESS_TOKEN, hide_default_value = true)]
     pub access_token: String,
-    /// Graph API base URL (Meta's, or the sandbox).
-    #[arg(long, env = "SWITCHBOARD_WHATSAPP_GRAPH_URL", default_value = "http://127.0.0.1:8090", value_parser = parse_http_url)]
-    pub graph_url: String,
+    /// Graph API base URL (Meta's, or the sandbox; `dev` uses its own sandbox,
+    /// `serve whatsapp` the default sandbox address http://127.0.0.1:8090).
+    #[arg(long, env = "SWITCHBOARD_WHATSAPP_GRAPH_URL", value_parser = parse_http_url)]
+    pub graph_url: Option<String>,
     /// Graph API version segment.
     #[arg(long, env = "SWITCHBOARD_WHATSAPP_GRAPH_VERSION", default_value = "v23.0")]
     pub graph_version: String,
@@ -96,7 +100,7 @@ impl WhatsAppArgs {
             .collect();
         Ok(EdgeConfig {
             graph: GraphConfig::new(
-                &self.graph_url,
+                self.graph_url.as_deref().unwrap_or(DEFAULT_SANDBOX_URL),
                 &self.graph_version,
                 self.access_token.clone(),
             ),
@@ -165,7 +169,7 @@ pub async fn simulate(command: SimulateCommand) -> anyhow::Result<()> {
         app_secret: None,
         verify_token: None,
         access_token: String::new(),
-        graph_url: String::new(),
+        graph_url: None,
         graph_version: String::new(),
         numbers_file: args.numbers_file.clone(),
     }

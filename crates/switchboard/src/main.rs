@@ -7,6 +7,7 @@ mod config;
 mod dev;
 mod edge;
 mod eventstore;
+mod gateway_cmd;
 mod serve;
 mod telemetry;
 
@@ -41,6 +42,8 @@ enum Command {
     /// Run one service as its own process: agent-presence, wrap-up,
     /// conversation or routing (commands over NATS, state in the event store).
     Serve(serve::ServeArgs),
+    /// Print a gateway token (JWT, HS256) for an agent or a supervisor.
+    Token(gateway_cmd::TokenArgs),
     /// Simulate outside parties, e.g. a customer writing on WhatsApp.
     #[command(subcommand)]
     Simulate(edge::SimulateCommand),
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             Command::Eventstore(args) => eventstore::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Simulate(command) => edge::simulate(command).await,
+            Command::Token(args) => gateway_cmd::token(args),
         }
     });
     match result {

@@ -19,6 +19,8 @@ pub enum ServiceName {
     Routing,
     /// The WhatsApp Cloud API edge: webhook listener and sender.
     Whatsapp,
+    /// The HTTP + WebSocket API and the agent desktop.
+    Gateway,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +91,11 @@ pub struct ServeArgs {
     pub health_listen: SocketAddr,
     #[command(flatten)]
     pub whatsapp: crate::edge::WhatsAppArgs,
+    #[command(flatten)]
+    pub gateway: crate::gateway_cmd::GatewayArgs,
+    /// Gateway and agent desktop address.
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub gateway_listen: SocketAddr,
     /// The whatsapp service's webhook listener (`/webhooks/whatsapp`).
     #[arg(long, env = "SWITCHBOARD_WHATSAPP_LISTEN", default_value = "127.0.0.1:8081")]
     pub whatsapp_listen: SocketAddr,
@@ -141,8 +148,8 @@ pub async fn run_service(
     domain: &DomainArgs,
 ) -> anyhow::Result<()> {
     match name {
-        ServiceName::Whatsapp => {
-            anyhow::bail!("the whatsapp edge needs its listener: use `serve whatsapp`")
+        ServiceName::Whatsapp | ServiceName::Gateway => {
+            anyhow::bail!("{name:?} needs its own listener: use `switchboard serve`")
         }
         ServiceName::Conversation => {
             conversation::service::run(
@@ -191,6 +198,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     if args.service == ServiceName::Whatsapp {
         crate::edge::serve(args.whatsapp_listen, &args.whatsapp, runtime).await?;
+    } else if args.service == ServiceName::Gateway {
+        crate::gateway_cmd::serve(args.gateway_listen, &args.gateway, runtime).await?;
     } else {
         run_service(args.service, runtime, &args.domain).await?;
     }
