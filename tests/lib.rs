@@ -79,6 +79,12 @@ impl Cluster {
 
     /// Starts (or restarts) `service` and waits until it is ready.
     pub async fn start_service(&mut self, service: &str) {
+        self.start_replica(service, service).await;
+    }
+
+    /// Starts one more process of `service`, known to the cluster as `name`
+    /// (replicas share the work through NATS queue groups).
+    pub async fn start_replica(&mut self, name: &str, service: &str) {
         let health = free_port();
         let mut cmd = Command::new(switchboard_bin());
         cmd.args([
@@ -95,12 +101,12 @@ impl Cluster {
             std::env::var("E2E_RUST_LOG").unwrap_or_else(|_| "info,async_nats=warn".into()),
         )
         .stdout(Stdio::null())
-        .stderr(log_file(self.data.path(), service));
+        .stderr(log_file(self.data.path(), name));
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn service");
-        self.services.insert(service.to_owned(), (ChildGuard(child), health));
+        self.services.insert(name.to_owned(), (ChildGuard(child), health));
         wait_http(health, "/healthz");
         // A fresh manual clock starts at 0: tell it the time, then wait for readiness.
         self.set_time(self.now).await;
@@ -202,6 +208,25 @@ impl Cluster {
                 .with_credentials("admin", "changeit"),
         )
         .expect("store client")
+    }
+
+    /// Every event of the streams starting with `prefix`, in log order.
+    pub async fn events(&self, prefix: &str) -> Vec<eventlog::RecordedEvent> {
+        use eventlog::EventStore;
+        let store = self.store();
+        let filter = eventlog::AllFilter::StreamPrefixes(vec![prefix.to_owned()]);
+        let mut out = Vec::new();
+        let mut position = eventlog::AllPosition::START;
+        loop {
+            let page =
+                store.read_all_forward(position, 1000, &filter, None).await.expect("read $all");
+            let n = page.events.len();
+            out.extend(page.events);
+            if page.head_of_stream || n == 0 {
+                return out;
+            }
+            position = page.next_position;
+        }
     }
 
     /// Where each process writes its log (printed on failure).
