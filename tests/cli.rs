@@ -82,7 +82,9 @@ fn dev_starts_its_own_nats_when_none_answers_and_stops_on_sigterm() {
     let mut child = ChildGuard(
         switchboard()
             .args(["dev", "--nats-url", &format!("nats://127.0.0.1:{port}")])
-            .args(["--eventstore-url", &format!("http://127.0.0.1:{}", free_port()), "--data-dir"])
+            .args(["--eventstore-url", &format!("http://127.0.0.1:{}", free_port())])
+            .args(["--gateway-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--sandbox-listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
             .arg(&data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -94,7 +96,10 @@ fn dev_starts_its_own_nats_when_none_answers_and_stops_on_sigterm() {
     // The NATS it started answers with JetStream at that port.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     assert!(data.join("nats").join("jetstream").is_dir());
-    assert!(data.join("eventstore").is_dir(), "the embedded event store keeps its log in the data dir");
+    assert!(
+        data.join("eventstore").is_dir(),
+        "the embedded event store keeps its log in the data dir"
+    );
 
     terminate(&mut child);
     // Its nats-server went with it.
@@ -111,7 +116,9 @@ fn dev_uses_a_nats_that_already_answers() {
     let mut child = ChildGuard(
         switchboard()
             .args(["dev", "--nats-url", &nats.url()])
-            .args(["--eventstore-url", &format!("http://127.0.0.1:{}", free_port()), "--data-dir"])
+            .args(["--eventstore-url", &format!("http://127.0.0.1:{}", free_port())])
+            .args(["--gateway-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--sandbox-listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
             .arg(&data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
