@@ -9,7 +9,7 @@ default:
     @just --list
 
 # Run everything on this machine: NATS, event store, services, gateway, sandbox.
-dev *ARGS:
+dev *ARGS: ensure-nats-server
     cargo run -p switchboard -- dev {{ARGS}}
 
 # Format check, clippy with -D warnings, and every test (needs nats-server; installed when missing).
@@ -44,3 +44,6 @@ ensure-nats-server:
 # Event store benchmark: durable appends/s and p50/p99 from 1, 16 and 256 writers over HTTP, the disk's fsync rate, and 1,000,000 events read back from $all (about 30 s).
 bench-eventlog *ARGS:
     cargo run --release -p eventlog --bin eventlog-bench -- {{ARGS}}
+
+# Every benchmark (prints tables; nothing asserts wall-clock times).
+bench: bench-eventlog
