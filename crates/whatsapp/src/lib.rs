@@ -21,8 +21,8 @@
 pub mod graph;
 pub mod inbound;
 pub mod sandbox;
-pub mod service;
 mod secret;
+pub mod service;
 pub mod signature;
 pub mod simulate;
 pub mod webhook;
