@@ -129,9 +129,9 @@ struct Shell<S> {
     view: RwLock<View>,
     deadlines: Deadlines<OfferKey>,
     changed: Notify,
-    /// Conversations with an offer being made by this replica, and the agent
-    /// versions it used, so the next plan does not repeat them before the
-    /// read model has seen the outcome.
+    /// Conversations with an offer being made by this replica (with its offer
+    /// id and when it started), and the agent versions it used, so the next
+    /// plan does not repeat them before the read model has seen the outcome.
     in_flight: Mutex<InFlight>,
     /// Slot reservations with no offer in the log yet, and when we saw them.
     /// One still unresolved after [`ORPHAN_AFTER`] was left by a replica that
@@ -142,7 +142,7 @@ struct Shell<S> {
 
 #[derive(Default)]
 struct InFlight {
-    conversations: HashMap<String, std::time::Instant>,
+    conversations: HashMap<String, (String, std::time::Instant)>,
     agent_versions: HashMap<String, u64>,
 }
 
@@ -153,11 +153,12 @@ const RETRY_PLAN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// replica still between its two calls is never undercut.
 const ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// How long a conversation stays skipped after this replica tried to offer it.
-/// Operational (until the read model shows the outcome), so measured on the
-/// machine's monotonic clock, not the domain clock: a conversation offered
-/// once and later back in a queue (an expired transfer, a transfer to a queue)
-/// must not wait for domain time to move before it is routed again.
+/// How long at most a conversation stays skipped after this replica tried to
+/// offer it. It is skipped only until the read model shows the outcome (the
+/// offer made, or its slot given back): a conversation back in its queue soon
+/// after (a quick transfer, an expired agent transfer) must not lose its
+/// place to a later one (B3.2, B5.4). Operational, so wall time, not the
+/// domain clock.
 const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run<S: EventStore + Clone + 'static>(runtime: Runtime<S>) -> anyhow::Result<()> {
@@ -197,6 +198,12 @@ pub async fn run<S: EventStore + Clone + 'static>(runtime: Runtime<S>) -> anyhow
                             );
                         }
                         DeadlineChange::Resolved { offer_id } => {
+                            shell
+                                .in_flight
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .conversations
+                                .retain(|_, (tried, _)| *tried != offer_id);
                             shell
                                 .unresolved
                                 .lock()
@@ -385,7 +392,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
             let plan = {
                 let view = self.view.read().unwrap_or_else(|p| p.into_inner());
                 let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                in_flight.conversations.retain(|_, since| since.elapsed() < IN_FLIGHT);
+                in_flight.conversations.retain(|_, (_, since)| since.elapsed() < IN_FLIGHT);
                 let waiting: Vec<_> = view
                     .waiting()
                     .into_iter()
@@ -463,7 +470,9 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
         let offer_id = kernel::new_id();
         {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            in_flight.conversations.insert(a.conversation_id.clone(), std::time::Instant::now());
+            in_flight
+                .conversations
+                .insert(a.conversation_id.clone(), (offer_id.clone(), std::time::Instant::now()));
             in_flight.agent_versions.insert(a.agent_id.clone(), a.agent_version);
         }
         let timeout_secs = {

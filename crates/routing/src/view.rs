@@ -80,6 +80,12 @@ pub struct View {
     pub agents: HashMap<String, AgentState>,
     /// (agent, conversation) → wrap-ups owed (B3.5).
     pub owed: HashMap<(String, String), u32>,
+    /// (agent, conversation) → leaves (`ParticipantLeft`) whose `WrapupOwed`
+    /// the wrap-up service has not recorded yet. The leave and the conversation
+    /// going back to a queue are one append, the wrap-up comes later through
+    /// the bus: without this, a transferring agent with a free slot could be
+    /// offered the conversation back in between (B3.5).
+    pub leaves_not_yet_owed: HashMap<(String, String), u32>,
 }
 
 fn ms(t: Option<&sb_proto::Timestamp>) -> Millis {
@@ -131,7 +137,14 @@ impl View {
         } else if stream.starts_with("wrapup-") {
             match WrapUpEvent::from_json(event_type, data) {
                 Ok(WrapUpEvent::WrapupOwed(e)) => {
-                    *self.owed.entry((e.agent_id, e.conversation_id)).or_default() += 1;
+                    let key = (e.agent_id, e.conversation_id);
+                    if let Some(n) = self.leaves_not_yet_owed.get_mut(&key) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.leaves_not_yet_owed.remove(&key);
+                        }
+                    }
+                    *self.owed.entry(key).or_default() += 1;
                 }
                 Ok(WrapUpEvent::WrapupSubmitted(e)) => {
                     let key = (e.agent_id, e.conversation_id);
@@ -248,6 +261,7 @@ impl View {
             E::ConferenceDeclined(_) => c.conference_queue = None,
             E::ParticipantLeft(e) => {
                 c.participants.remove(&e.agent_id);
+                *self.leaves_not_yet_owed.entry((e.agent_id, id.to_owned())).or_default() += 1;
             }
             E::ConversationStarted(_)
             | E::CustomerMessageReceived(_)
@@ -277,7 +291,11 @@ impl View {
             if let Some((queue_id, queued_since)) = entry {
                 let mut excluded = c.participants.clone();
                 excluded.extend(
-                    self.owed.keys().filter(|(_, conv)| conv == id).map(|(agent, _)| agent.clone()),
+                    self.owed
+                        .keys()
+                        .chain(self.leaves_not_yet_owed.keys())
+                        .filter(|(_, conv)| conv == id)
+                        .map(|(agent, _)| agent.clone()),
                 );
                 out.push(Waiting { conversation_id: id.clone(), queue_id, queued_since, excluded });
             }
@@ -424,6 +442,32 @@ mod tests {
         });
         view.apply("wrapup-a", 1, done.event_type(), &done.to_json());
         assert!(view.waiting()[0].excluded.is_empty());
+    }
+
+    #[test]
+    fn b3_5_an_agent_that_left_is_excluded_before_its_wrapup_is_recorded() {
+        let mut view = View::default();
+        conv(&mut view, "c", v1::ConversationQueued { queue_id: "q".into(), ..Default::default() });
+        conv(&mut view, "c", v1::OfferAccepted { agent_id: "a".into(), ..Default::default() });
+        // Transfer to a queue: the leave and the re-queue in one append.
+        conv(&mut view, "c", v1::ParticipantLeft { agent_id: "a".into(), ..Default::default() });
+        conv(&mut view, "c", v1::ConversationQueued { queue_id: "q".into(), ..Default::default() });
+        assert!(view.waiting()[0].excluded.contains("a"), "before the wrap-up service has it");
+        let owed = WrapUpEvent::from(v1::WrapupOwed {
+            agent_id: "a".into(),
+            conversation_id: "c".into(),
+            ..Default::default()
+        });
+        view.apply("wrapup-a", 0, owed.event_type(), &owed.to_json());
+        assert!(view.waiting()[0].excluded.contains("a"));
+        let done = WrapUpEvent::from(v1::WrapupSubmitted {
+            agent_id: "a".into(),
+            conversation_id: "c".into(),
+            ..Default::default()
+        });
+        view.apply("wrapup-a", 1, done.event_type(), &done.to_json());
+        assert!(view.waiting()[0].excluded.is_empty(), "eligible again once wrapped up");
+        assert!(view.leaves_not_yet_owed.is_empty() && view.owed.is_empty());
     }
 
     #[test]
