@@ -456,3 +456,72 @@ fn serde_json_from(data: &[u8]) -> v1::WrapupSubmitted {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b1_5_a_supervisor_reassigns_a_conversation_and_the_old_owner_owes_a_wrapup() {
+    let mut cluster = Cluster::start().await;
+    cluster.start_all().await;
+    setup(&cluster).await;
+    set_state(&cluster, "alice", PresenceState::Available).await;
+    let first = customer_says(&cluster, "+15551234567", "wamid.1", "Hello").await;
+    let id = first.conversation_id;
+    offered_to(&cluster, &id).await;
+    let _: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::ACCEPT,
+            &v1::AcceptOffer {
+                conversation_id: id.clone(),
+                agent_id: "alice".into(),
+                agent_name: "Alice Smith".into(),
+            },
+        )
+        .await;
+    // Only a supervisor may; bob must be Available with a free slot.
+    let by_agent = cluster
+        .refused(
+            Service::Conversation,
+            verbs::conversation::REASSIGN,
+            &v1::ReassignConversation {
+                conversation_id: id.clone(),
+                to_agent_id: "bob".into(),
+                to_queue_id: String::new(),
+                by: agent_actor("alice"),
+            },
+        )
+        .await;
+    assert_eq!(by_agent, "supervisor_only");
+    let reassign = v1::ReassignConversation {
+        conversation_id: id.clone(),
+        to_agent_id: "bob".into(),
+        to_queue_id: String::new(),
+        by: supervisor(),
+    };
+    assert_eq!(
+        cluster.refused(Service::Conversation, verbs::conversation::REASSIGN, &reassign).await,
+        "agent_not_available"
+    );
+    set_state(&cluster, "bob", PresenceState::Available).await;
+    let _: v1::ConversationSummary =
+        cluster.call(Service::Conversation, verbs::conversation::REASSIGN, &reassign).await;
+    let offer = conversation(&cluster, &id).await.offer.unwrap();
+    assert_eq!((offer.agent_id.as_str(), offer.kind), ("bob", v1::OfferKind::Transfer as i32));
+    // Alice owes a wrap-up for the leave and keeps its slot until she submits it (B1.3, B7.1).
+    eventually("alice owes a wrap-up", || async {
+        (!pending(&cluster, "alice").await.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(agent(&cluster, "alice").await.slots_used, 1);
+    let accepted: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::ACCEPT,
+            &v1::AcceptOffer {
+                conversation_id: id.clone(),
+                agent_id: "bob".into(),
+                agent_name: "Bob Jones".into(),
+            },
+        )
+        .await;
+    assert_eq!(accepted.owner, "bob");
+}

@@ -354,6 +354,7 @@ impl Sim {
                     conv::LeaveReason::Transferred => wrap_up::LeaveReason::Transferred,
                     conv::LeaveReason::LeftConference => wrap_up::LeaveReason::LeftConference,
                     conv::LeaveReason::ConferenceEnded => wrap_up::LeaveReason::ConferenceEnded,
+                    conv::LeaveReason::Reassigned => wrap_up::LeaveReason::Reassigned,
                 };
                 self.owe(c, agent_id, reason);
             }

@@ -90,6 +90,8 @@ pub enum LeaveReason {
     Transferred,
     LeftConference,
     ConferenceEnded,
+    /// A supervisor moved the conversation to someone else (B1.5).
+    Reassigned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -222,6 +224,12 @@ pub enum Command {
     },
     Transfer {
         agent_id: String,
+        to: Target,
+        now: Millis,
+    },
+    /// B1.5: a supervisor moves an active conversation from its owner.
+    Reassign {
+        supervisor_id: String,
         to: Target,
         now: Millis,
     },
@@ -645,6 +653,48 @@ pub fn decide(state: &Conversation, command: &Command) -> Result<Vec<Event>, Err
                         offered_at: *now,
                         expires_at: *expires_at,
                         requested_by: Some(agent_id.clone()),
+                    }));
+                }
+            }
+            Ok(events)
+        }
+
+        C::Reassign { supervisor_id, to, now } => {
+            if state.status != Status::Active {
+                return Err(Error::WrongState(state.status));
+            }
+            let owner = state.owner.clone().ok_or(Error::WrongState(state.status))?;
+            let mut events = vec![
+                Event::TransferRequested {
+                    from_agent_id: owner.clone(),
+                    to: transfer_to(to),
+                    at: *now,
+                },
+                Event::ParticipantLeft {
+                    agent_id: owner.clone(),
+                    reason: LeaveReason::Reassigned,
+                    at: *now,
+                },
+            ];
+            match to {
+                Target::Queue(queue) => events.push(Event::Queued {
+                    queue: queue.clone(),
+                    queued_since: state.queued_since,
+                    kind: OfferKind::Transfer,
+                    at: *now,
+                }),
+                Target::Agent { agent_id: target, offer_id, expires_at } => {
+                    if *target == owner {
+                        return Err(Error::SelfTarget);
+                    }
+                    events.push(Event::OfferMade(Offer {
+                        offer_id: offer_id.clone(),
+                        agent_id: target.clone(),
+                        kind: OfferKind::Transfer,
+                        queue: state.queue.clone().ok_or(Error::WrongState(state.status))?,
+                        offered_at: *now,
+                        expires_at: *expires_at,
+                        requested_by: Some(supervisor_id.clone()),
                     }));
                 }
             }

@@ -36,6 +36,14 @@ const DEFAULT_OFFER_TIMEOUT_SECS: u32 = 30;
 
 pub struct ConversationAggregate;
 
+/// What a redirect of the conversation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redirect {
+    Transfer,
+    Conference,
+    Reassign,
+}
+
 impl DomainError for Error {
     fn code(&self) -> &'static str {
         Error::code(self)
@@ -311,7 +319,30 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                     &c.agent_id,
                     &c.to_queue_id,
                     &c.to_agent_id,
-                    false,
+                    Redirect::Transfer,
+                    &meta,
+                    now,
+                )
+                .await
+            }
+            verb::REASSIGN => {
+                let c: v1::ReassignConversation = request.decode()?;
+                let by = match wire::actor_from_proto(c.by.as_ref()) {
+                    Ok(domain::Actor::Supervisor(id)) => id,
+                    _ => {
+                        return Err(commands::error_reply(
+                            "supervisor_only",
+                            "only a supervisor may reassign",
+                            ErrorKind::Forbidden,
+                        ));
+                    }
+                };
+                self.redirect(
+                    &c.conversation_id,
+                    &by,
+                    &c.to_queue_id,
+                    &c.to_agent_id,
+                    Redirect::Reassign,
                     &meta,
                     now,
                 )
@@ -324,7 +355,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                     &c.agent_id,
                     &c.to_queue_id,
                     &c.to_agent_id,
-                    true,
+                    Redirect::Conference,
                     &meta,
                     now,
                 )
@@ -512,18 +543,18 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
         agent_id: &str,
         to_queue_id: &str,
         to_agent_id: &str,
-        conference: bool,
+        mode: Redirect,
         meta: &EventMetadata,
         now: Millis,
     ) -> Result<CommandReply, CommandReply> {
         required("conversation_id", conversation_id)?;
         required("agent_id", agent_id)?;
-        let make = |to: Target| {
-            if conference {
+        let make = |to: Target| match mode {
+            Redirect::Conference => {
                 Command::RequestConference { agent_id: agent_id.to_owned(), to, now }
-            } else {
-                Command::Transfer { agent_id: agent_id.to_owned(), to, now }
             }
+            Redirect::Transfer => Command::Transfer { agent_id: agent_id.to_owned(), to, now },
+            Redirect::Reassign => Command::Reassign { supervisor_id: agent_id.to_owned(), to, now },
         };
         match (to_queue_id.is_empty(), to_agent_id.is_empty()) {
             (false, true) => {
@@ -545,7 +576,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                 Ok(self.execute(conversation_id, meta, &command).await)
             }
             (true, false) => {
-                if to_agent_id == agent_id {
+                if mode != Redirect::Reassign && to_agent_id == agent_id {
                     return Err(commands::refused(&Error::SelfTarget));
                 }
                 let stream = stream_name(conversation_id);

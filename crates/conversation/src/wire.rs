@@ -75,6 +75,7 @@ fn leave_to_proto(r: LeaveReason) -> v1::LeaveReason {
         LeaveReason::Transferred => v1::LeaveReason::Transferred,
         LeaveReason::LeftConference => v1::LeaveReason::LeftConference,
         LeaveReason::ConferenceEnded => v1::LeaveReason::ConferenceEnded,
+        LeaveReason::Reassigned => v1::LeaveReason::Reassigned,
     }
 }
 
@@ -84,6 +85,7 @@ fn leave_from_proto(r: i32) -> Result<LeaveReason, WireError> {
         Ok(v1::LeaveReason::Transferred) => Ok(LeaveReason::Transferred),
         Ok(v1::LeaveReason::LeftConference) => Ok(LeaveReason::LeftConference),
         Ok(v1::LeaveReason::ConferenceEnded) => Ok(LeaveReason::ConferenceEnded),
+        Ok(v1::LeaveReason::Reassigned) => Ok(LeaveReason::Reassigned),
         _ => Err(bad("reason", format!("unknown leave reason {r}"))),
     }
 }

@@ -18,7 +18,7 @@
 //! | `POST /conversations/{id}/leave` | `LeaveConversation` (conversation, `leave`) |
 //! | `POST /conversations/{id}/end` | `EndConversation` (conversation, `end`) |
 //! | `POST /conversations/{id}/wrapup` | `SubmitWrapup` (wrap-up, `submit`) |
-//! | `POST /conversations/{id}/reassign` | none yet: 503 `not_available_yet` |
+//! | `POST /conversations/{id}/reassign` | `ReassignConversation` (conversation, `reassign`) |
 
 use std::sync::Arc;
 
@@ -683,15 +683,15 @@ pub async fn list_conversations(
     Ok(Json(list.into_iter().map(|c| c.to_dto(false)).collect()))
 }
 
-/// Reassign a conversation to another agent (B1.5). Not available until the
-/// conversation service has a command for it.
+/// Reassign a conversation to another agent (B1.5): its owner leaves (owing a
+/// wrap-up) and the agent gets a transfer offer with the queue's timeout.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/reassign", tag = "supervisor",
     params(("id" = String, Path)), request_body = dto::Reassign,
     responses((status = 202, description = "Reassigned"), (status = "4XX", body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn reassign(
     State(s): AppState,
-    _s: Supervisor,
+    Supervisor(caller): Supervisor,
     Id(id): Id,
     Body(body): Body<dto::Reassign>,
 ) -> Api<StatusCode> {
@@ -699,10 +699,15 @@ pub async fn reassign(
     if !s.view().conversations.contains_key(&id) {
         return Err(Problem::not_found("conversation_not_found", format!("no conversation {id}")));
     }
-    Err(Problem::unavailable(
-        "not_available_yet",
-        "reassigning needs a conversation command the services do not offer yet; end the conversation or wait for the agent to reconnect",
-    ))
+    let command = v1::ReassignConversation {
+        conversation_id: id,
+        to_agent_id: body.agent_id,
+        to_queue_id: String::new(),
+        by: Some(actor(&caller)),
+    };
+    let _: v1::ConversationSummary =
+        s.command(Service::Conversation, verbs::conversation::REASSIGN, &command).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 // ---- agent ------------------------------------------------------------------------

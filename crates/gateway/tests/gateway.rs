@@ -955,7 +955,7 @@ async fn b8_malformed_requests_get_400_problems_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn b8_a_service_that_does_not_answer_gives_503_and_reassign_is_not_available_yet() {
+async fn b8_a_service_that_does_not_answer_gives_503() {
     let env = spawn_gateway().await;
     let (s, b, ct) =
         env.call("PUT", "/api/v1/queues/sales", Some(&sup()), Some(json!({"name": "Sales"}))).await;
@@ -970,7 +970,7 @@ async fn b8_a_service_that_does_not_answer_gives_503_and_reassign_is_not_availab
             Some(json!({"agentId": "bob"})),
         )
         .await;
-    assert_problem(s, &b, &ct, 503, "not_available_yet");
+    assert_problem(s, &b, &ct, 503, "service_unavailable");
 }
 
 #[tokio::test]
@@ -1540,7 +1540,7 @@ impl Rng {
 
 /// Schemathesis-style: every operation of the OpenAPI document, called with
 /// odd ids, bodies, queries and tokens, never answers 5xx (services that
-/// refuse everything stand in for the domain; only `not_available_yet` is a 503).
+/// refuse everything stand in for the domain).
 #[tokio::test]
 async fn b8_no_operation_of_the_openapi_document_answers_5xx_to_odd_input() {
     let env = spawn_gateway().await;
@@ -1635,16 +1635,11 @@ async fn b8_no_operation_of_the_openapi_document_answers_5xx_to_odd_input() {
                 let status = response.status().as_u16();
                 let text = response.text().await.unwrap();
                 calls += 1;
-                if status >= 500 {
-                    let code = serde_json::from_str::<Value>(&text)
-                        .map(|v| v["code"].clone())
-                        .unwrap_or_default();
-                    assert!(
-                        status == 503 && code == "not_available_yet",
-                        "{} {concrete} answered {status}: {text} (seed {seed})",
-                        method.to_uppercase()
-                    );
-                }
+                assert!(
+                    status < 500,
+                    "{} {concrete} answered {status}: {text} (seed {seed})",
+                    method.to_uppercase()
+                );
             }
         }
     }

@@ -347,6 +347,8 @@ pub mod verbs {
         pub const TRANSFER: &str = "transfer";
         /// `RequestConference` → `ConversationSummary`.
         pub const CONFERENCE: &str = "conference";
+        /// `ReassignConversation` → `ConversationSummary` (supervisors, B1.5).
+        pub const REASSIGN: &str = "reassign";
         /// `EndConference` → `ConversationSummary`.
         pub const END_CONFERENCE: &str = "end-conference";
         /// `LeaveConversation` → `ConversationSummary`.

@@ -565,3 +565,46 @@ proptest! {
         prop_assert_eq!(rebuilt, state);
     }
 }
+
+#[test]
+fn b1_5_a_supervisor_reassigns_an_active_conversation_from_its_owner() {
+    let g = given(&active());
+    let events = g
+        .when(Command::Reassign {
+            supervisor_id: "sup".into(),
+            to: to_agent("bob", "o9", T0 + 30_100),
+            now: T0 + 100,
+        })
+        .unwrap();
+    assert!(events.contains(&Event::ParticipantLeft {
+        agent_id: "alice".into(),
+        reason: LeaveReason::Reassigned,
+        at: T0 + 100
+    }));
+    let state = events.iter().fold(g.0.clone(), evolve);
+    assert_eq!(state.status, Status::Offered);
+    assert_eq!(
+        state.offer.as_ref().map(|o| (o.agent_id.as_str(), o.kind)),
+        Some(("bob", OfferKind::Transfer))
+    );
+    let accepted = state_after(&state, &accept("bob", T0 + 200));
+    assert_eq!(accepted.owner.as_deref(), Some("bob"));
+    // To the owner itself, or when nobody owns it: refused.
+    assert_eq!(
+        g.when(Command::Reassign {
+            supervisor_id: "sup".into(),
+            to: to_agent("alice", "o9", T0),
+            now: T0
+        }),
+        Err(Error::SelfTarget)
+    );
+    let queued = given(&[receive("w1", T0)]);
+    assert_eq!(
+        queued.when(Command::Reassign {
+            supervisor_id: "sup".into(),
+            to: to_agent("bob", "o9", T0),
+            now: T0
+        }),
+        Err(Error::WrongState(Status::Queued))
+    );
+}
