@@ -153,6 +153,14 @@ const RETRY_PLAN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// replica still between its two calls is never undercut.
 const ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// When the conversation service answers an expiry with `not_yet_due`, its
+/// clock is behind routing's (processes' clocks differ by milliseconds; under
+/// test, each process learns a moved manual clock at its own moment). Ask again
+/// after this much wall time, this many times, before leaving it to the
+/// deadline set's retry, which waits on the domain clock.
+const SKEW_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+const SKEW_RETRIES: u32 = 40;
+
 /// How long at most a conversation stays skipped after this replica tried to
 /// offer it. It is skipped only until the read model shows the outcome (the
 /// offer made, or its slot given back): a conversation back in its queue soon
@@ -569,26 +577,32 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
     /// B2.2: the offer's deadline passed.
     async fn expire(&self, (conversation_id, offer_id): OfferKey) -> bool {
         let command = v1::ExpireOffer { conversation_id, offer_id };
-        let expired: Result<v1::ConversationSummary, _> = commands::call(
-            &self.runtime.bus,
-            Service::Conversation,
-            verbs::conversation::EXPIRE_OFFER,
-            &command,
-            None,
-        )
-        .await;
-        match expired {
-            Ok(_) => true,
-            Err(CallError::Refused(e)) if e.code == "not_yet_due" => false,
-            Err(CallError::Refused(e)) => {
-                tracing::debug!(code = %e.code, "offer no longer live");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not expire an offer");
-                false
+        for _ in 0..SKEW_RETRIES {
+            let expired: Result<v1::ConversationSummary, _> = commands::call(
+                &self.runtime.bus,
+                Service::Conversation,
+                verbs::conversation::EXPIRE_OFFER,
+                &command,
+                None,
+            )
+            .await;
+            match expired {
+                Ok(_) => return true,
+                // The conversation service's clock is a little behind ours.
+                Err(CallError::Refused(e)) if e.code == "not_yet_due" => {
+                    tokio::time::sleep(SKEW_PAUSE).await;
+                }
+                Err(CallError::Refused(e)) => {
+                    tracing::debug!(code = %e.code, "offer no longer live");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not expire an offer");
+                    return false;
+                }
             }
         }
+        false
     }
 
     /// RONA for an expired offer, and the slot back for any withdrawn offer.
