@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sb_proto::{
     AgentPresenceEvent, ConversationEvent, RoutingEvent, WrapUpEvent, millis_from_timestamp,
-    v1::{OfferKind, PresenceState},
+    v1::{OfferKind, PresenceState, WithdrawReason},
 };
 
 use crate::{
@@ -86,6 +86,10 @@ pub struct View {
     /// the bus: without this, a transferring agent with a free slot could be
     /// offered the conversation back in between (B3.5).
     pub leaves_not_yet_owed: HashMap<(String, String), u32>,
+    /// Agents whose offer expired and whose RONA agent-presence has not
+    /// recorded yet (B2.2): not routable in between, or the conversation
+    /// they just missed could go straight back to them.
+    pub rona_pending: BTreeSet<String>,
 }
 
 fn ms(t: Option<&sb_proto::Timestamp>) -> Millis {
@@ -180,6 +184,7 @@ impl View {
                 agent.skills = e.skills.into_iter().collect();
             }
             AgentPresenceEvent::AgentStateChanged(e) => {
+                self.rona_pending.remove(agent_id);
                 let available = e.state == PresenceState::Available as i32;
                 if available && !agent.available {
                     agent.idle_since = ms(e.at.as_ref());
@@ -245,6 +250,9 @@ impl View {
                 }];
             }
             E::OfferWithdrawn(e) => {
+                if e.reason == WithdrawReason::Expired as i32 {
+                    self.rona_pending.insert(e.agent_id.clone());
+                }
                 if c.offer.take().is_some_and(|offer| offer.kind == OfferKind::Conference as i32) {
                     c.conference_queue = None;
                 }
@@ -308,7 +316,7 @@ impl View {
             .iter()
             .map(|(id, a)| AgentView {
                 agent_id: id.clone(),
-                available: a.available,
+                available: a.available && !self.rona_pending.contains(id),
                 free_slots: a.capacity.saturating_sub(a.slots_used),
                 skills: a.skills.clone(),
                 idle_since: a.idle_since,
@@ -422,6 +430,47 @@ mod tests {
             view.apply("agent-a", 1, released.event_type(), &released.to_json()),
             vec![DeadlineChange::Resolved { offer_id: "p".into() }]
         );
+    }
+
+    #[test]
+    fn b2_2_an_agent_whose_offer_expired_is_not_routable_until_its_rona_is_recorded() {
+        let mut view = View::default();
+        for (n, e) in [
+            AgentPresenceEvent::from(v1::AgentRegistered {
+                agent_id: "a".into(),
+                capacity: 2,
+                ..Default::default()
+            }),
+            v1::AgentStateChanged { state: PresenceState::Available as i32, ..Default::default() }
+                .into(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            view.apply("agent-a", n as u64, e.event_type(), &e.to_json());
+        }
+        assert!(view.agent_views()[0].available);
+        conv(
+            &mut view,
+            "c",
+            v1::OfferWithdrawn {
+                agent_id: "a".into(),
+                reason: WithdrawReason::Expired as i32,
+                ..Default::default()
+            },
+        );
+        assert!(!view.agent_views()[0].available, "not offered again before RONA lands");
+        let rona = AgentPresenceEvent::from(v1::AgentStateChanged {
+            state: PresenceState::Rona as i32,
+            ..Default::default()
+        });
+        view.apply("agent-a", 2, rona.event_type(), &rona.to_json());
+        let back = AgentPresenceEvent::from(v1::AgentStateChanged {
+            state: PresenceState::Available as i32,
+            ..Default::default()
+        });
+        view.apply("agent-a", 3, back.event_type(), &back.to_json());
+        assert!(view.agent_views()[0].available, "routable again once it chose Available");
     }
 
     #[test]

@@ -53,9 +53,17 @@ pub async fn serve(
     runtime: Runtime<eventlog::HttpEventStore>,
 ) -> anyhow::Result<()> {
     let secret = args.jwt_secret.clone().context("SWITCHBOARD_JWT_SECRET is required")?;
-    let options = GatewayOptions { extra_routes: None, readiness: vec![runtime.ready.clone()] };
-    runtime.ready.set(true);
-    let gateway = bind(listen, args, secret, &runtime, options).await?;
+    let gateway = bind(listen, args, secret, &runtime, GatewayOptions::default()).await?;
+    // The health listener's /readyz follows the gateway's read model.
+    tokio::spawn({
+        let (theirs, ours) = (gateway.shared().ready.clone(), runtime.ready.clone());
+        async move {
+            while !theirs.get() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            ours.set(true);
+        }
+    });
     println!("gateway on http://{}", gateway.local_addr()?);
     gateway.run(runtime.shutdown.clone()).await.context("gateway failed")
 }
