@@ -560,6 +560,49 @@ async fn b5_4_agent_transfer_not_accepted_returns_to_its_queue_at_its_place() {
     assert_eq!(agent(&cluster, "bob").await.state, PresenceState::Rona as i32, "B2.3");
 }
 
+/// B1.5 with B5.4: the target's session is lost while the transfer is offered:
+/// the transfer fails the same way, but the target keeps its state (no RONA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b1_5_a_transfer_offer_withdrawn_for_a_lost_session_goes_back_to_its_queue() {
+    let mut cluster = start(1).await;
+    set_state(&cluster, "alice", PresenceState::Available).await;
+    let id = active_with(&cluster, "alice", "+15551234567", "wamid.1").await;
+    let since = ms(&conversation(&cluster, &id).await.queued_since);
+    cluster.advance(Duration::from_secs(2)).await;
+    set_state(&cluster, "bob", PresenceState::Available).await;
+    let offer = transfer(&cluster, &id, "alice", To::Agent("bob")).await.unwrap().offer.unwrap();
+    let _: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::WITHDRAW_OFFER,
+            &v1::WithdrawOffer {
+                conversation_id: id.clone(),
+                offer_id: offer.offer_id.clone(),
+                reason: v1::WithdrawReason::SessionLost as i32,
+            },
+        )
+        .await;
+    // The same way back as a timeout: TransferFailed, its queue, its place.
+    let log = history(&cluster, &id).await;
+    assert_eq!(count(&log, "TransferFailed"), 1);
+    let requeued = events(&cluster, &id).await.into_iter().rev().find_map(|e| match e {
+        ConversationEvent::ConversationQueued(q) => Some(q),
+        _ => None,
+    });
+    let requeued = requeued.unwrap();
+    assert_eq!((requeued.queue_id.as_str(), ms(&requeued.queued_since)), ("support", since));
+    // bob is still Available, has his slot back and owes nothing: routing
+    // offers him the conversation again, under a new offer, with one slot.
+    let again = eventually("a new offer to bob", || async {
+        conversation(&cluster, &id).await.offer.filter(|o| o.offer_id != offer.offer_id)
+    })
+    .await;
+    assert_eq!((again.agent_id.as_str(), again.kind), ("bob", OfferKind::Transfer as i32));
+    let bob = agent(&cluster, "bob").await;
+    assert_eq!((bob.state, bob.slots_used), (PresenceState::Available as i32, 1), "no RONA");
+    assert_eq!(slots(&cluster, "alice").await, 1, "alice's slot waits for her wrap-up");
+}
+
 // ---- conference -------------------------------------------------------------
 
 /// alice owns `id` and bob has joined it as a conference participant.
