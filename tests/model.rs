@@ -99,6 +99,11 @@ enum Op {
         by: Who,
         to: Dest,
     },
+    /// A supervisor moves an active conversation from its owner (B1.5).
+    Reassign {
+        conv: usize,
+        to: Dest,
+    },
     Conference {
         conv: usize,
         by: Who,
@@ -163,6 +168,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         2 => c.clone().prop_map(|conv| Op::Expire { conv }),
         1 => c.clone().prop_map(|conv| Op::SessionLost { conv }),
         3 => (c.clone(), arb_who(), arb_dest()).prop_map(|(conv, by, to)| Op::Transfer { conv, by, to }),
+        1 => (c.clone(), arb_dest()).prop_map(|(conv, to)| Op::Reassign { conv, to }),
         5 => (c.clone(), arb_who(), arb_dest()).prop_map(|(conv, by, to)| Op::Conference { conv, by, to }),
         1 => (c.clone(), arb_who()).prop_map(|(conv, by)| Op::EndConference { conv, by }),
         3 => (c.clone(), arb_mostly(Who::Guest)).prop_map(|(conv, who)| Op::Leave { conv, who }),
@@ -459,10 +465,14 @@ impl Sim {
     }
 
     /// The conversation service's transfer / conference (`redirect`).
-    fn redirect(&mut self, c: usize, by: Who, to: Dest, conference: bool) {
-        let by = self.owner_or(c, by);
+    /// `by` is `None` for a supervisor's reassign (B1.5).
+    fn redirect(&mut self, c: usize, by: Option<Who>, to: Dest, conference: bool) {
+        let supervisor = by.is_none();
+        let by = by.map_or_else(|| "sup".to_owned(), |who| self.owner_or(c, who));
         let make = |to: Target, now| {
-            if conference {
+            if supervisor {
+                Command::Reassign { supervisor_id: by.clone(), to, now }
+            } else if conference {
                 Command::RequestConference { agent_id: by.clone(), to, now }
             } else {
                 Command::Transfer { agent_id: by.clone(), to, now }
@@ -534,8 +544,9 @@ impl Sim {
                     self.conversation_cmd(conv, &withdraw).expect("a live offer can be withdrawn");
                 }
             }
-            Op::Transfer { conv, by, to } => self.redirect(conv, by, to, false),
-            Op::Conference { conv, by, to } => self.redirect(conv, by, to, true),
+            Op::Transfer { conv, by, to } => self.redirect(conv, Some(by), to, false),
+            Op::Conference { conv, by, to } => self.redirect(conv, Some(by), to, true),
+            Op::Reassign { conv, to } => self.redirect(conv, None, to, false),
             Op::EndConference { conv, by } => {
                 let agent_id = self.owner_or(conv, by);
                 let _ = self.conversation_cmd(conv, &Command::EndConference { agent_id, now });
@@ -713,7 +724,7 @@ fn the_simulation_reaches_transfers_conferences_and_timeouts() {
     );
     let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
     let ops = prop::collection::vec(arb_op(), 120);
-    for _ in 0..300 {
+    for _ in 0..1000 {
         let ops = ops.new_tree(&mut runner).unwrap().current();
         let sim = run(vec![2, 2, 2], &ops).unwrap();
         for log in &sim.conversation_logs {
