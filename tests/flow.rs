@@ -4,90 +4,23 @@
 
 use std::time::Duration;
 
-use e2e::{Cluster, SERVICES, T0, eventually};
+use e2e::{Cluster, SERVICES, T0, drive::*, eventually};
 use eventlog::EventStore;
 use sb_proto::{
     ConversationEvent, Service,
-    v1::{self, ActorKind, PresenceState},
+    v1::{self, PresenceState},
     verbs,
 };
 
 const BUSINESS: &str = "15550001111";
 
-fn supervisor() -> Option<v1::Actor> {
-    Some(v1::Actor { kind: ActorKind::Supervisor as i32, id: "sup".into() })
-}
-
-fn agent_actor(id: &str) -> Option<v1::Actor> {
-    Some(v1::Actor { kind: ActorKind::Agent as i32, id: id.into() })
-}
-
 async fn setup(cluster: &Cluster) {
-    let _: v1::Queue = cluster
-        .call(
-            Service::Routing,
-            verbs::routing::PUT_QUEUE,
-            &v1::PutQueue {
-                queue_id: "support".into(),
-                name: "Support".into(),
-                offer_timeout_secs: 30,
-                by: supervisor(),
-                ..Default::default()
-            },
-        )
-        .await;
-    let _: v1::EntryPoint = cluster
-        .call(
-            Service::Routing,
-            verbs::routing::PUT_ENTRY_POINT,
-            &v1::PutEntryPoint {
-                business_number: BUSINESS.into(),
-                queue_id: "support".into(),
-                by: supervisor(),
-            },
-        )
-        .await;
+    put_queue(cluster, "support", "Support", 30, &[]).await;
+    put_entry_point(cluster, BUSINESS, "support").await;
     for (id, name) in [("alice", "Alice Smith"), ("bob", "Bob Jones")] {
-        let _: v1::AgentPresence = cluster
-            .call(
-                Service::AgentPresence,
-                verbs::presence::REGISTER,
-                &v1::RegisterAgent {
-                    agent_id: id.into(),
-                    name: name.into(),
-                    capacity: 1,
-                    by: supervisor(),
-                    ..Default::default()
-                },
-            )
-            .await;
+        register(cluster, id, name, 1).await;
     }
-    let _: v1::WrapupReason = cluster
-        .call(
-            Service::WrapUp,
-            verbs::wrapup::PUT_REASON,
-            &v1::PutWrapupReason {
-                code: "resolved".into(),
-                label: "Issue resolved".into(),
-                by: supervisor(),
-            },
-        )
-        .await;
-}
-
-async fn set_state(cluster: &Cluster, agent: &str, state: PresenceState) -> v1::AgentPresence {
-    cluster
-        .call(
-            Service::AgentPresence,
-            verbs::presence::CHANGE_STATE,
-            &v1::ChangeAgentState {
-                agent_id: agent.into(),
-                state: state as i32,
-                idle_reason: String::new(),
-                by: agent_actor(agent),
-            },
-        )
-        .await
+    put_reason(cluster, "resolved", "Issue resolved").await;
 }
 
 async fn customer_says(
@@ -96,64 +29,11 @@ async fn customer_says(
     wa_id: &str,
     text: &str,
 ) -> v1::CustomerMessageStored {
-    cluster
-        .call(
-            Service::Conversation,
-            verbs::conversation::RECEIVE,
-            &v1::ReceiveCustomerMessage {
-                source_number: BUSINESS.into(),
-                phone_number_id: "pn-1".into(),
-                customer: Some(v1::Customer { name: "Maria Lopez".into(), phone: phone.into() }),
-                whatsapp_message_id: wa_id.into(),
-                r#type: v1::MessageType::Text as i32,
-                text: text.into(),
-                sent_at: Some(sb_proto::timestamp_from_millis(cluster.now())),
-                ..Default::default()
-            },
-        )
-        .await
-}
-
-async fn conversation(cluster: &Cluster, id: &str) -> v1::ConversationSummary {
-    cluster
-        .call(
-            Service::Conversation,
-            verbs::conversation::GET,
-            &v1::GetConversation { conversation_id: id.into() },
-        )
-        .await
-}
-
-async fn agent(cluster: &Cluster, id: &str) -> v1::AgentPresence {
-    cluster
-        .call(Service::AgentPresence, verbs::presence::GET, &v1::GetAgent { agent_id: id.into() })
-        .await
+    receive(cluster, BUSINESS, phone, wa_id, text).await
 }
 
 async fn offered_to(cluster: &Cluster, conversation_id: &str) -> v1::LiveOffer {
     eventually("an offer", || async { conversation(cluster, conversation_id).await.offer }).await
-}
-
-async fn pending(cluster: &Cluster, agent: &str) -> Vec<v1::PendingWrapup> {
-    let list: v1::PendingWrapupList = cluster
-        .call(
-            Service::WrapUp,
-            verbs::wrapup::PENDING,
-            &v1::ListPendingWrapups { agent_id: agent.into() },
-        )
-        .await;
-    list.wrapups
-}
-
-/// Event types of a conversation's stream, in order.
-async fn history(cluster: &Cluster, conversation_id: &str) -> Vec<String> {
-    let loaded =
-        cluster.store().load_stream(&format!("conversation-{conversation_id}")).await.unwrap();
-    loaded.events.iter().map(|e| e.event_type.clone()).collect()
-}
-
-fn count(history: &[String], event_type: &str) -> usize {
-    history.iter().filter(|t| *t == event_type).count()
 }
 
 /// The whole story, with `crash` called at each step so a variant can kill

@@ -17,6 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod drive;
+
 use bus::{Bus, BusConfig};
 use futures_util::StreamExt;
 use prost::Message;

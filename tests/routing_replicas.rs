@@ -6,24 +6,16 @@
 
 use std::collections::BTreeMap;
 
-use e2e::{Cluster, eventually};
+use e2e::{Cluster, drive::*, eventually};
 use sb_proto::{
     AgentPresenceEvent, ConversationEvent, Service,
-    v1::{self, ActorKind, PresenceState},
+    v1::{self, PresenceState},
     verbs,
 };
 
 const AGENTS: [&str; 4] = ["a1", "a2", "a3", "a4"];
 const CAPACITY: u32 = 2;
 const CUSTOMERS: usize = 12;
-
-fn supervisor() -> Option<v1::Actor> {
-    Some(v1::Actor { kind: ActorKind::Supervisor as i32, id: "sup".into() })
-}
-
-fn agent(id: &str) -> Option<v1::Actor> {
-    Some(v1::Actor { kind: ActorKind::Agent as i32, id: id.into() })
-}
 
 /// Walks the log and checks B3.3 at every event; returns live offers (offer id → (conversation, agent)).
 async fn check_invariants(cluster: &Cluster) -> BTreeMap<String, (String, String)> {
@@ -95,39 +87,10 @@ async fn b3_3_two_routing_replicas_never_overbook_an_agent_nor_offer_a_conversat
     cluster.start_replica("routing-1", "routing").await;
     cluster.start_replica("routing-2", "routing").await;
 
-    let _: v1::WrapupReason = cluster
-        .call(
-            Service::WrapUp,
-            verbs::wrapup::PUT_REASON,
-            &v1::PutWrapupReason { code: "done".into(), label: "Done".into(), by: supervisor() },
-        )
-        .await;
+    put_reason(&cluster, "done", "Done").await;
     for a in AGENTS {
-        let _: v1::AgentPresence = cluster
-            .call(
-                Service::AgentPresence,
-                verbs::presence::REGISTER,
-                &v1::RegisterAgent {
-                    agent_id: a.into(),
-                    name: format!("Agent {a}"),
-                    capacity: CAPACITY,
-                    by: supervisor(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        let _: v1::AgentPresence = cluster
-            .call(
-                Service::AgentPresence,
-                verbs::presence::CHANGE_STATE,
-                &v1::ChangeAgentState {
-                    agent_id: a.into(),
-                    state: PresenceState::Available as i32,
-                    idle_reason: String::new(),
-                    by: agent(a),
-                },
-            )
-            .await;
+        register(&cluster, a, &format!("Agent {a}"), CAPACITY).await;
+        set_state(&cluster, a, PresenceState::Available).await;
     }
 
     // Twelve customers at once, into the default queue (created on first use, B3.4).
@@ -183,7 +146,7 @@ async fn b3_3_two_routing_replicas_never_overbook_an_agent_nor_offer_a_conversat
                 verbs::conversation::END,
                 &v1::EndConversation {
                     conversation_id: conversation_id.clone(),
-                    by: agent(agent_id),
+                    by: agent_actor(agent_id),
                 },
             )
             .await;

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use e2e::{Cluster, T0, eventually};
+use e2e::{Cluster, T0, drive::*, eventually};
 use eventlog::EventStore;
 use sb_proto::{
     ConversationEvent, Service,
-    v1::{self, ActorKind, DeliveryStatus, PresenceState},
+    v1::{self, DeliveryStatus, PresenceState},
     verbs,
 };
 use whatsapp::{
@@ -21,10 +21,6 @@ use whatsapp::{
 
 const SECRET: &str = "e2e-app-secret";
 const BUSINESS: &str = "15550001111";
-
-fn supervisor() -> Option<v1::Actor> {
-    Some(v1::Actor { kind: ActorKind::Supervisor as i32, id: "sup".into() })
-}
 
 struct Edge {
     cluster: Cluster,
@@ -57,55 +53,10 @@ async fn start() -> Edge {
     }
     cluster.start_all().await;
     cluster.start_service("whatsapp").await;
-    let _: v1::Queue = cluster
-        .call(
-            Service::Routing,
-            verbs::routing::PUT_QUEUE,
-            &v1::PutQueue {
-                queue_id: "support".into(),
-                name: "Support".into(),
-                offer_timeout_secs: 30,
-                by: supervisor(),
-                ..Default::default()
-            },
-        )
-        .await;
-    let _: v1::EntryPoint = cluster
-        .call(
-            Service::Routing,
-            verbs::routing::PUT_ENTRY_POINT,
-            &v1::PutEntryPoint {
-                business_number: BUSINESS.into(),
-                queue_id: "support".into(),
-                by: supervisor(),
-            },
-        )
-        .await;
-    let _: v1::AgentPresence = cluster
-        .call(
-            Service::AgentPresence,
-            verbs::presence::REGISTER,
-            &v1::RegisterAgent {
-                agent_id: "alice".into(),
-                name: "Alice Smith".into(),
-                capacity: 3,
-                by: supervisor(),
-                ..Default::default()
-            },
-        )
-        .await;
-    let _: v1::AgentPresence = cluster
-        .call(
-            Service::AgentPresence,
-            verbs::presence::CHANGE_STATE,
-            &v1::ChangeAgentState {
-                agent_id: "alice".into(),
-                state: PresenceState::Available as i32,
-                idle_reason: String::new(),
-                by: Some(v1::Actor { kind: ActorKind::Agent as i32, id: "alice".into() }),
-            },
-        )
-        .await;
+    put_queue(&cluster, "support", "Support", 30, &[]).await;
+    put_entry_point(&cluster, BUSINESS, "support").await;
+    register(&cluster, "alice", "Alice Smith", 3).await;
+    set_state(&cluster, "alice", PresenceState::Available).await;
     Edge { cluster, webhook, sandbox: handle, _stop: stop }
 }
 
