@@ -9,24 +9,20 @@
 
 use std::time::Duration;
 
-use e2e::{Cluster, eventually};
+use e2e::{
+    Cluster,
+    drive::{agent, agent_actor, conversation, put_queue, supervisor},
+    eventually,
+};
 use eventlog::EventStore;
 use prost::Message;
 use sb_proto::{
     ConversationEvent, Service,
-    v1::{self, ActorKind, OfferKind, PresenceState},
+    v1::{self, OfferKind, PresenceState},
     verbs,
 };
 
 const BUSINESS: &str = "15550001111";
-
-fn supervisor() -> Option<v1::Actor> {
-    Some(v1::Actor { kind: ActorKind::Supervisor as i32, id: "sup".into() })
-}
-
-fn agent_actor(id: &str) -> Option<v1::Actor> {
-    Some(v1::Actor { kind: ActorKind::Agent as i32, id: id.into() })
-}
 
 fn name_of(agent: &str) -> &'static str {
     match agent {
@@ -47,23 +43,6 @@ async fn try_call<C: Message, R: Message + Default>(
     kernel::commands::call(&cluster.bus, service, verb, command, None)
         .await
         .map_err(|e| e.code().to_owned())
-}
-
-async fn put_queue(cluster: &Cluster, id: &str, name: &str, timeout_secs: u32, skills: &[&str]) {
-    let _: v1::Queue = cluster
-        .call(
-            Service::Routing,
-            verbs::routing::PUT_QUEUE,
-            &v1::PutQueue {
-                queue_id: id.into(),
-                name: name.into(),
-                offer_timeout_secs: timeout_secs,
-                skills: skills.iter().map(|s| s.to_string()).collect(),
-                by: supervisor(),
-                ..Default::default()
-            },
-        )
-        .await;
 }
 
 async fn register(cluster: &Cluster, id: &str, capacity: u32, skills: &[&str]) {
@@ -152,22 +131,6 @@ async fn customer_says(cluster: &Cluster, phone: &str, wa_id: &str) -> String {
         )
         .await;
     stored.conversation_id
-}
-
-async fn conversation(cluster: &Cluster, id: &str) -> v1::ConversationSummary {
-    cluster
-        .call(
-            Service::Conversation,
-            verbs::conversation::GET,
-            &v1::GetConversation { conversation_id: id.into() },
-        )
-        .await
-}
-
-async fn agent(cluster: &Cluster, id: &str) -> v1::AgentPresence {
-    cluster
-        .call(Service::AgentPresence, verbs::presence::GET, &v1::GetAgent { agent_id: id.into() })
-        .await
 }
 
 async fn slots(cluster: &Cluster, id: &str) -> u32 {
