@@ -212,7 +212,10 @@ impl Bus {
     /// JetStream recognised it as a duplicate (same event id inside the window).
     pub async fn publish_event(&self, envelope: &EventEnvelope) -> Result<Published, BusError> {
         let published = self.publish_events(std::slice::from_ref(envelope)).await?;
-        Ok(published[0])
+        published.into_iter().next().ok_or_else(|| BusError::Nats {
+            operation: "publish",
+            detail: "no acknowledgement".into(),
+        })
     }
 
     /// Publishes events in order, pipelined: all are sent, then every ack is
