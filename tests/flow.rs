@@ -405,3 +405,70 @@ async fn b1_5_a_supervisor_reassigns_a_conversation_and_the_old_owner_owes_a_wra
         .await;
     assert_eq!(accepted.owner, "bob");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b1_b7_presence_and_wrapup_state_is_the_same_after_kill_9_and_restart() {
+    let mut cluster = Cluster::start().await;
+    cluster.start_all().await;
+    setup(&cluster).await;
+    put_reason(&cluster, "callback", "Call back later").await;
+    set_state(&cluster, "alice", PresenceState::Available).await;
+    let first = customer_says(&cluster, "+15551234567", "wamid.1", "Hello").await;
+    offered_to(&cluster, &first.conversation_id).await;
+    accept(&cluster, &first.conversation_id, "alice", "Alice Smith").await;
+    let _: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::END,
+            &v1::EndConversation {
+                conversation_id: first.conversation_id.clone(),
+                by: agent_actor("alice"),
+            },
+        )
+        .await;
+    eventually("a wrap-up owed", || async {
+        (!pending(&cluster, "alice").await.is_empty()).then_some(())
+    })
+    .await;
+    let idle: v1::AgentPresence = cluster
+        .call(
+            Service::AgentPresence,
+            verbs::presence::CHANGE_STATE,
+            &v1::ChangeAgentState {
+                agent_id: "bob".into(),
+                state: PresenceState::Idle as i32,
+                idle_reason: "lunch".into(),
+                by: agent_actor("bob"),
+            },
+        )
+        .await;
+    assert_eq!(idle.idle_reason, "lunch");
+
+    let before = snapshot(&cluster).await;
+    assert_eq!(before.0.slots_used, 1, "the wrap-up holds alice's slot");
+    cluster.kill("agent-presence");
+    cluster.kill("wrap-up");
+    cluster.start_service("agent-presence").await;
+    cluster.start_service("wrap-up").await;
+    let after = snapshot(&cluster).await;
+    assert_eq!(after, before, "agents, slots, pending wrap-ups and reasons rebuilt from the log");
+}
+
+/// What presence and wrap-up say about the agents, their slots, what they owe and the reasons.
+async fn snapshot(
+    cluster: &Cluster,
+) -> (v1::AgentPresence, v1::AgentPresence, Vec<v1::PendingWrapup>, v1::WrapupReasonList) {
+    let reasons: v1::WrapupReasonList = cluster
+        .call(
+            Service::WrapUp,
+            verbs::wrapup::LIST_REASONS,
+            &v1::ListWrapupReasons { search: String::new() },
+        )
+        .await;
+    (
+        agent(cluster, "alice").await,
+        agent(cluster, "bob").await,
+        pending(cluster, "alice").await,
+        reasons,
+    )
+}

@@ -234,3 +234,57 @@ pub async fn serve(
     let _ = http.await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(numbers_file: Option<PathBuf>) -> WhatsAppArgs {
+        WhatsAppArgs {
+            app_secret: None,
+            verify_token: None,
+            access_token: "default-token".into(),
+            graph_url: None,
+            graph_version: "v23.0".into(),
+            numbers_file,
+        }
+    }
+
+    #[test]
+    fn several_business_numbers_with_their_own_tokens_from_a_file_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("sales.token");
+        std::fs::write(&token_file, "sales-secret-token\n").unwrap();
+        let numbers = dir.path().join("numbers.json");
+        std::fs::write(
+            &numbers,
+            serde_json::json!([
+                {"phoneNumberId": "111", "displayPhoneNumber": "15550001111", "accessTokenFile": token_file},
+                {"phoneNumberId": "222", "displayPhoneNumber": "15550002222", "accessToken": "support-secret-token"},
+                {"phoneNumberId": "333", "displayPhoneNumber": "15550003333"}
+            ])
+            .to_string(),
+        )
+        .unwrap();
+        let config = args(Some(numbers)).edge_config().unwrap();
+        assert_eq!(config.tokens.len(), 2, "the third number uses the default token");
+        assert_eq!(config.tokens["111"].expose(), "sales-secret-token");
+        assert_eq!(config.tokens["222"].expose(), "support-secret-token");
+        let shown = format!("{config:?}");
+        for secret in ["sales-secret-token", "support-secret-token", "default-token"] {
+            assert!(!shown.contains(secret), "a token leaked into Debug: {shown}");
+        }
+        assert_eq!(config.graph.base_url, DEFAULT_SANDBOX_URL);
+    }
+
+    #[test]
+    fn a_bad_numbers_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let numbers = dir.path().join("numbers.json");
+        std::fs::write(&numbers, "{not json").unwrap();
+        let err = args(Some(numbers)).numbers().unwrap_err().to_string();
+        assert!(err.contains("not a list of business numbers"), "{err}");
+        let missing = args(Some(dir.path().join("nope.json"))).numbers().unwrap_err().to_string();
+        assert!(missing.contains("cannot read"), "{missing}");
+    }
+}
