@@ -472,3 +472,42 @@ async fn snapshot(
         reasons,
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b6_3_a_conference_asked_of_a_queue_with_nobody_eligible_is_dropped_after_its_timeout() {
+    let mut cluster = Cluster::start().await;
+    cluster.start_all().await;
+    setup(&cluster).await;
+    put_queue(&cluster, "experts", "Experts", 20, &["expert"]).await;
+    set_state(&cluster, "alice", PresenceState::Available).await;
+    set_state(&cluster, "bob", PresenceState::Available).await;
+    let first = customer_says(&cluster, "+15551234567", "wamid.1", "Hello").await;
+    let id = first.conversation_id;
+    let offer = offered_to(&cluster, &id).await;
+    let owner = offer.agent_id.clone();
+    accept(&cluster, &id, &owner, "Owner").await;
+    let _: v1::ConversationSummary = cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::CONFERENCE,
+            &v1::RequestConference {
+                conversation_id: id.clone(),
+                agent_id: owner.clone(),
+                to_queue_id: "experts".into(),
+                to_agent_id: String::new(),
+            },
+        )
+        .await;
+    assert_eq!(conversation(&cluster, &id).await.state, "conferenceRequested");
+    // Nobody has the skill: after the queue's offer timeout the request is dropped.
+    cluster.advance(Duration::from_secs(19)).await;
+    assert_eq!(conversation(&cluster, &id).await.state, "conferenceRequested");
+    cluster.advance(Duration::from_secs(2)).await;
+    let back = eventually("the request dropped", || async {
+        let c = conversation(&cluster, &id).await;
+        (c.state == "active").then_some(c)
+    })
+    .await;
+    assert_eq!(back.owner, owner, "the owner keeps the chat");
+    assert_eq!(count(&history(&cluster, &id).await, "ConferenceDeclined"), 1);
+}

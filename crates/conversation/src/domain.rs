@@ -208,6 +208,12 @@ pub enum Command {
         reason: WithdrawReason,
         now: Millis,
     },
+    /// From routing's timer: a conference asked of a queue at `requested_at`
+    /// that no agent has been offered by now is dropped (B6.3).
+    ExpireConferenceRequest {
+        requested_at: Millis,
+        now: Millis,
+    },
     SendAgentMessage {
         message_id: String,
         agent_id: String,
@@ -440,6 +446,8 @@ pub struct Conversation {
     pub queued_kind: Option<OfferKind>,
     /// A conference asked of a queue, waiting for routing.
     pub conference_queue: Option<QueueRef>,
+    /// When that conference was asked (names the request for its timer, B6.3).
+    pub conference_requested_at: Option<Millis>,
     pub owner: Option<String>,
     /// Every agent in the conversation, owner first.
     pub participants: Vec<Participant>,
@@ -566,6 +574,19 @@ pub fn decide(state: &Conversation, command: &Command) -> Result<Vec<Event>, Err
                 return Err(Error::NotYetDue);
             }
             Ok(withdraw(state, offer, WithdrawReason::Expired, *now))
+        }
+
+        C::ExpireConferenceRequest { requested_at, now } => {
+            let pending = state.status == Status::ConferenceRequested
+                && state.conference_queue.is_some()
+                && state.offer.is_none()
+                && state.conference_requested_at == Some(*requested_at);
+            // Offered meanwhile (its own expiry decides) or already over: nothing to drop.
+            Ok(if pending {
+                vec![Event::ConferenceDeclined { agent_id: String::new(), at: *now }]
+            } else {
+                vec![]
+            })
         }
 
         C::WithdrawOffer { offer_id, reason, now } => {
@@ -873,6 +894,7 @@ pub fn evolve(mut state: Conversation, event: &Event) -> Conversation {
             if kind == Some(OfferKind::Conference) {
                 state.status = Status::Conference;
                 state.conference_queue = None;
+                state.conference_requested_at = None;
             } else {
                 state.owner = Some(agent_id.clone());
                 state.status = Status::Active;
@@ -894,6 +916,7 @@ pub fn evolve(mut state: Conversation, event: &Event) -> Conversation {
                 };
                 if offer.kind == OfferKind::Conference {
                     state.conference_queue = None;
+                    state.conference_requested_at = None;
                 }
             }
         }
@@ -904,14 +927,16 @@ pub fn evolve(mut state: Conversation, event: &Event) -> Conversation {
             state.agent_messages.insert(message_id.clone(), *status);
         }
         Event::TransferRequested { .. } | Event::TransferFailed { .. } => {}
-        Event::ConferenceRequested { to, .. } => {
+        Event::ConferenceRequested { to, at, .. } => {
             state.status = Status::ConferenceRequested;
             if let TransferTo::Queue(q) = to {
                 state.conference_queue = Some(q.clone());
+                state.conference_requested_at = Some(*at);
             }
         }
         Event::ConferenceDeclined { .. } => {
             state.conference_queue = None;
+            state.conference_requested_at = None;
             state.status =
                 if state.participants.len() > 1 { Status::Conference } else { Status::Active };
         }

@@ -258,6 +258,16 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                     )
                     .await)
             }
+            verb::EXPIRE_CONFERENCE => {
+                let c: v1::ExpireConferenceRequest = request.decode()?;
+                let requested_at = c
+                    .requested_at
+                    .as_ref()
+                    .map(millis_from_timestamp)
+                    .ok_or_else(|| commands::invalid("`requested_at` is required"))?;
+                let command = Command::ExpireConferenceRequest { requested_at, now };
+                Ok(self.execute(&c.conversation_id, &meta, &command).await)
+            }
             verb::WITHDRAW_OFFER => {
                 let c: v1::WithdrawOffer = request.decode()?;
                 let reason = wire::withdraw_reason_from_proto(c.reason)

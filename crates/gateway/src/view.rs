@@ -823,11 +823,13 @@ impl View {
                 } else {
                     dto::ConversationState::Active
                 };
-                message = Some(system_message(
-                    event_id,
-                    format!("{name} did not join the conference"),
-                    at,
-                ));
+                // No agent: a conference asked of a queue that nobody was offered in time.
+                let line = if name.is_empty() {
+                    "Nobody joined the conference".to_owned()
+                } else {
+                    format!("{name} did not join the conference")
+                };
+                message = Some(system_message(event_id, line, at));
             }
             E::ParticipantLeft(e) => {
                 let name = conv

@@ -337,6 +337,8 @@ pub mod verbs {
         pub const ACCEPT: &str = "accept";
         /// `ExpireOffer` → `ConversationSummary` (routing's timer).
         pub const EXPIRE_OFFER: &str = "expire-offer";
+        /// `ExpireConferenceRequest` → `ConversationSummary` (routing's timer).
+        pub const EXPIRE_CONFERENCE: &str = "expire-conference";
         /// `WithdrawOffer` → `ConversationSummary`.
         pub const WITHDRAW_OFFER: &str = "withdraw-offer";
         /// `SendAgentMessage` → `AgentMessageStored`.

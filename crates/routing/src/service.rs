@@ -122,12 +122,19 @@ impl Aggregate for QueueConfig {
     }
 }
 
-type OfferKey = (String, String);
+/// What routing times (B2.2, B6.3).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// (conversation, offer): the offer's deadline.
+    Offer(String, String),
+    /// (conversation, requested at): a conference asked of a queue.
+    ConferenceRequest(String, Millis),
+}
 
 struct Shell<S> {
     repo: Repository<QueueConfig, S>,
     view: RwLock<View>,
-    deadlines: Deadlines<OfferKey>,
+    deadlines: Deadlines<Timer>,
     changed: Notify,
     /// Conversations with an offer being made by this replica (with its offer
     /// id and when it started), and the agent versions it used, so the next
@@ -194,10 +201,16 @@ pub async fn run<S: EventStore + Clone + 'static>(runtime: Runtime<S>) -> anyhow
                 for change in changes {
                     match change {
                         DeadlineChange::Schedule { conversation_id, offer_id, at } => {
-                            shell.deadlines.schedule((conversation_id, offer_id), at)
+                            shell.deadlines.schedule(Timer::Offer(conversation_id, offer_id), at)
                         }
                         DeadlineChange::Cancel { conversation_id, offer_id } => {
-                            shell.deadlines.cancel(&(conversation_id, offer_id))
+                            shell.deadlines.cancel(&Timer::Offer(conversation_id, offer_id))
+                        }
+                        DeadlineChange::ConferenceRequest { conversation_id, requested_at, at } => {
+                            shell.deadlines.schedule(
+                                Timer::ConferenceRequest(conversation_id, requested_at),
+                                at,
+                            )
                         }
                         DeadlineChange::Reserved { agent_id, conversation_id, offer_id } => {
                             shell.unresolved.lock().unwrap_or_else(|p| p.into_inner()).insert(
@@ -574,18 +587,30 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
         }
     }
 
-    /// B2.2: the offer's deadline passed.
-    async fn expire(&self, (conversation_id, offer_id): OfferKey) -> bool {
-        let command = v1::ExpireOffer { conversation_id, offer_id };
+    /// B2.2: an offer's deadline passed; B6.3: a conference asked of a queue
+    /// waited its queue's offer timeout.
+    async fn expire(&self, timer: Timer) -> bool {
+        match timer {
+            Timer::Offer(conversation_id, offer_id) => {
+                let command = v1::ExpireOffer { conversation_id, offer_id };
+                self.fire(verbs::conversation::EXPIRE_OFFER, &command).await
+            }
+            Timer::ConferenceRequest(conversation_id, requested_at) => {
+                let command = v1::ExpireConferenceRequest {
+                    conversation_id,
+                    requested_at: Some(timestamp_from_millis(requested_at)),
+                };
+                self.fire(verbs::conversation::EXPIRE_CONFERENCE, &command).await
+            }
+        }
+    }
+
+    /// Sends a deadline's command to the conversation service, asking again
+    /// briefly when its clock is a little behind ours.
+    async fn fire<C: prost::Message>(&self, verb: &str, command: &C) -> bool {
         for _ in 0..SKEW_RETRIES {
-            let expired: Result<v1::ConversationSummary, _> = commands::call(
-                &self.runtime.bus,
-                Service::Conversation,
-                verbs::conversation::EXPIRE_OFFER,
-                &command,
-                None,
-            )
-            .await;
+            let expired: Result<v1::ConversationSummary, _> =
+                commands::call(&self.runtime.bus, Service::Conversation, verb, command, None).await;
             match expired {
                 Ok(_) => return true,
                 // The conversation service's clock is a little behind ours.
@@ -593,11 +618,11 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                     tokio::time::sleep(SKEW_PAUSE).await;
                 }
                 Err(CallError::Refused(e)) => {
-                    tracing::debug!(code = %e.code, "offer no longer live");
+                    tracing::debug!(code = %e.code, "nothing left to expire");
                     return true;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not expire an offer");
+                    tracing::warn!(error = %e, "could not fire a deadline");
                     return false;
                 }
             }

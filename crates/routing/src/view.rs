@@ -67,6 +67,13 @@ pub enum DeadlineChange {
         conversation_id: String,
         offer_id: String,
     },
+    /// A conference asked of a queue at `requested_at` is dropped at `at`
+    /// unless an agent has been offered it by then (B6.3).
+    ConferenceRequest {
+        conversation_id: String,
+        requested_at: Millis,
+        at: Millis,
+    },
     /// That reservation is now accounted for (offer made, or slot released).
     Resolved {
         offer_id: String,
@@ -263,7 +270,20 @@ impl View {
             }
             E::ConferenceRequested(e) => {
                 if !e.to_queue_id.is_empty() {
-                    c.conference_queue = Some((e.to_queue_id, ms(e.at.as_ref())));
+                    let requested_at = ms(e.at.as_ref());
+                    let timeout_secs = self
+                        .config
+                        .queues
+                        .get(&e.to_queue_id)
+                        .map_or(crate::config::DEFAULT_OFFER_TIMEOUT_SECS, |q| {
+                            q.offer_timeout_secs
+                        });
+                    c.conference_queue = Some((e.to_queue_id, requested_at));
+                    return vec![DeadlineChange::ConferenceRequest {
+                        conversation_id: id.to_owned(),
+                        requested_at,
+                        at: requested_at + Millis::from(timeout_secs) * 1000,
+                    }];
                 }
             }
             E::ConferenceDeclined(_) => c.conference_queue = None,

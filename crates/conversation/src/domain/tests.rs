@@ -608,3 +608,34 @@ fn b1_5_a_supervisor_reassigns_an_active_conversation_from_its_owner() {
         Err(Error::WrongState(Status::Queued))
     );
 }
+
+#[test]
+fn b6_3_a_conference_asked_of_a_queue_nobody_was_offered_is_dropped_at_its_deadline() {
+    let mut cmds = active();
+    cmds.push(Command::RequestConference {
+        agent_id: "alice".into(),
+        to: Target::Queue(q("experts")),
+        now: T0 + 100,
+    });
+    let g = given(&cmds);
+    assert_eq!(g.0.status, Status::ConferenceRequested);
+    // A timer for an older request changes nothing.
+    assert_eq!(
+        g.when(Command::ExpireConferenceRequest { requested_at: T0 + 99, now: T0 + 30_100 }),
+        Ok(vec![])
+    );
+    let state =
+        g.then_state(Command::ExpireConferenceRequest { requested_at: T0 + 100, now: T0 + 30_100 });
+    assert_eq!(state.status, Status::Active);
+    assert_eq!(state.owner.as_deref(), Some("alice"));
+    assert_eq!(state.conference_queue, None);
+    // Once an agent has been offered it, that offer's own expiry decides.
+    let offered = state_after(&g.0, &offer("k1", "bob", T0 + 200));
+    assert_eq!(
+        decide(
+            &offered,
+            &Command::ExpireConferenceRequest { requested_at: T0 + 100, now: T0 + 30_100 }
+        ),
+        Ok(vec![])
+    );
+}
