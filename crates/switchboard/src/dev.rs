@@ -46,9 +46,27 @@ pub struct DevArgs {
     pub sandbox_listen: SocketAddr,
 }
 
-/// A random secret for a dev setting the user did not set (printed at start).
-fn dev_secret() -> String {
-    kernel::new_id().replace('-', "")
+/// The dev secret `name` when the user did not set it: random the first time,
+/// then kept in `<data dir>/dev-secrets/<name>` (owner-only) so tokens and the
+/// simulator keep working when `dev` restarts on the same data dir.
+fn dev_secret(data_dir: &Path, name: &str) -> anyhow::Result<String> {
+    let dir = data_dir.join("dev-secrets");
+    let path = dir.join(name);
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        let saved = saved.trim();
+        if !saved.is_empty() {
+            return Ok(saved.to_owned());
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let secret = kernel::new_id().replace('-', "");
+    std::fs::write(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(secret)
 }
 
 const SERVICES: [ServiceName; 4] = [
@@ -103,8 +121,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     // The WhatsApp sandbox, and the edge whose webhook the sandbox posts statuses to.
     let mut whatsapp = args.whatsapp.clone();
-    let app_secret = whatsapp.app_secret.get_or_insert_with(dev_secret).clone();
-    let verify_token = whatsapp.verify_token.get_or_insert_with(dev_secret).clone();
+    let data_dir = &args.data.data_dir;
+    if whatsapp.app_secret.is_none() {
+        whatsapp.app_secret = Some(dev_secret(data_dir, "whatsapp-app-secret")?);
+    }
+    if whatsapp.verify_token.is_none() {
+        whatsapp.verify_token = Some(dev_secret(data_dir, "whatsapp-verify-token")?);
+    }
+    let app_secret = whatsapp.app_secret.clone().unwrap_or_default();
+    let verify_token = whatsapp.verify_token.clone().unwrap_or_default();
     let webhook_url = format!("http://{}/webhooks/whatsapp", args.gateway_listen);
     let mut sandbox_config = whatsapp::sandbox::SandboxConfig::new(
         args.sandbox_listen,
@@ -137,7 +162,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     )));
 
     // The gateway, with the agent desktop and the webhook on the same address.
-    let jwt_secret = args.gateway.jwt_secret.clone().unwrap_or_else(dev_secret);
+    let jwt_secret = match args.gateway.jwt_secret.clone() {
+        Some(secret) => secret,
+        None => dev_secret(&args.data.data_dir, "jwt-secret")?,
+    };
     let gateway_runtime = Runtime {
         store: store.clone(),
         bus: bus.clone(),
@@ -312,6 +340,19 @@ mod tests {
         );
         assert_eq!(loopback_host_port("nats://localhost").unwrap(), ("localhost".into(), 4222));
         assert!(loopback_host_port("nats://nats.internal:4222").is_err());
+    }
+
+    #[test]
+    fn dev_secrets_are_made_once_and_kept_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dev_secret(dir.path(), "jwt-secret").unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(
+            dev_secret(dir.path(), "jwt-secret").unwrap(),
+            first,
+            "same data dir, same secret"
+        );
+        assert_ne!(dev_secret(dir.path(), "whatsapp-app-secret").unwrap(), first);
     }
 
     #[test]
