@@ -14,7 +14,7 @@
 //!   recorded, rebuilt from the log on start.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, RwLock},
 };
 
@@ -48,13 +48,23 @@ pub struct EdgeConfig {
     pub retry: RetryPolicy,
 }
 
-/// What the edge knows about messages it sent.
+/// WhatsApp ids remembered for mapping statuses back (newest kept): statuses
+/// follow a send within minutes, rarely days; an older one gets a 503 and is
+/// dropped by Meta after its retries.
+const MAX_REMEMBERED_WAMIDS: usize = 250_000;
+/// Dispatched agent messages remembered against a redelivery (which comes
+/// within seconds of the first delivery).
+const MAX_REMEMBERED_DISPATCHES: usize = 100_000;
+
+/// What the edge knows about messages it sent, bounded (oldest forgotten first).
 #[derive(Debug, Default)]
 struct Sent {
     /// WhatsApp message id → (conversation id, message id).
     by_wamid: HashMap<String, (String, String)>,
+    wamid_order: VecDeque<String>,
     /// Agent messages already handed to WhatsApp (never send twice on redelivery).
     dispatched: HashSet<String>,
+    dispatched_order: VecDeque<String>,
 }
 
 impl Sent {
@@ -65,9 +75,31 @@ impl Sent {
         if let Ok(ConversationEvent::MessageStatusChanged(e)) =
             ConversationEvent::from_json(&recorded.event_type, &recorded.data)
         {
-            self.dispatched.insert(e.message_id.clone());
+            self.remember_dispatched(&e.message_id);
             if !e.whatsapp_message_id.is_empty() {
-                self.by_wamid.insert(e.whatsapp_message_id, (e.conversation_id, e.message_id));
+                self.remember_wamid(e.whatsapp_message_id, e.conversation_id, e.message_id);
+            }
+        }
+    }
+
+    fn remember_dispatched(&mut self, message_id: &str) {
+        if self.dispatched.insert(message_id.to_owned()) {
+            self.dispatched_order.push_back(message_id.to_owned());
+            while self.dispatched_order.len() > MAX_REMEMBERED_DISPATCHES {
+                if let Some(old) = self.dispatched_order.pop_front() {
+                    self.dispatched.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn remember_wamid(&mut self, wamid: String, conversation_id: String, message_id: String) {
+        if self.by_wamid.insert(wamid.clone(), (conversation_id, message_id)).is_none() {
+            self.wamid_order.push_back(wamid);
+            while self.wamid_order.len() > MAX_REMEMBERED_WAMIDS {
+                if let Some(old) = self.wamid_order.pop_front() {
+                    self.by_wamid.remove(&old);
+                }
             }
         }
     }
@@ -190,10 +222,11 @@ impl Edge {
                 Ok(receipt) => {
                     {
                         let mut sent = self.sent.write().unwrap_or_else(|p| p.into_inner());
-                        sent.dispatched.insert(added.message_id.clone());
-                        sent.by_wamid.insert(
+                        sent.remember_dispatched(&added.message_id);
+                        sent.remember_wamid(
                             receipt.whatsapp_message_id.clone(),
-                            (added.conversation_id.clone(), added.message_id.clone()),
+                            added.conversation_id.clone(),
+                            added.message_id.clone(),
                         );
                     }
                     self.record(v1::RecordMessageStatus {
@@ -316,4 +349,25 @@ pub async fn run<S: EventStore + Clone + 'static>(
     )
     .await;
     let _ = projection.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_edge_remembers_is_bounded_oldest_first() {
+        let mut sent = Sent::default();
+        for i in 0..MAX_REMEMBERED_DISPATCHES + 10 {
+            sent.remember_dispatched(&format!("m{i}"));
+        }
+        assert_eq!(sent.dispatched.len(), MAX_REMEMBERED_DISPATCHES);
+        assert!(
+            !sent.dispatched.contains("m0")
+                && sent.dispatched.contains(&format!("m{}", MAX_REMEMBERED_DISPATCHES + 9))
+        );
+        sent.remember_wamid("w1".into(), "c".into(), "m".into());
+        sent.remember_wamid("w1".into(), "c".into(), "m".into());
+        assert_eq!(sent.wamid_order.len(), 1, "a repeat is not counted twice");
+    }
 }
