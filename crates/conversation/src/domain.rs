@@ -480,7 +480,17 @@ impl Conversation {
 pub fn decide(state: &Conversation, command: &Command) -> Result<Vec<Event>, Error> {
     use Command as C;
     if state.status == Status::Ended {
-        return Err(Error::ConversationEnded);
+        match command {
+            // B4.1: a status after End still counts (the message went out before).
+            C::RecordStatus { .. } => {}
+            // B4.3: a re-delivery after End is the same message, stored once.
+            C::ReceiveCustomerMessage { message, .. }
+                if state.whatsapp_ids.contains(&message.whatsapp_message_id) =>
+            {
+                return Ok(vec![]);
+            }
+            _ => return Err(Error::ConversationEnded),
+        }
     }
     if state.status == Status::New && !matches!(command, C::ReceiveCustomerMessage { .. }) {
         return Err(Error::NotFound);

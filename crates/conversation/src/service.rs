@@ -100,6 +100,9 @@ pub struct Options {
 struct View {
     /// (source number, phone) → conversations started so far.
     pairs: HashMap<(String, String), u32>,
+    /// B4.3 over a conversation's whole life: WhatsApp message id → the
+    /// conversation that stored it, for Meta's re-delivery window.
+    inbound: InboundIds,
     queues: HashMap<String, (String, u32)>,
     entry_points: HashMap<String, String>,
 }
@@ -113,6 +116,12 @@ impl View {
             {
                 let phone = e.customer.map(|c| c.phone).unwrap_or_default();
                 *self.pairs.entry((e.source_number, phone)).or_default() += 1;
+            } else if recorded.event_type == "CustomerMessageReceived"
+                && let Ok(ConversationEvent::CustomerMessageReceived(e)) =
+                    ConversationEvent::from_json(&recorded.event_type, &recorded.data)
+            {
+                let at = e.received_at.as_ref().map_or(0, millis_from_timestamp);
+                self.inbound.remember(e.whatsapp_message_id, e.conversation_id, at);
             }
             return;
         }
@@ -125,6 +134,37 @@ impl View {
             }
             _ => {}
         }
+    }
+}
+
+/// How long Meta re-delivers a webhook (7 days), with a day's margin.
+const REDELIVERY_WINDOW_MS: Millis = 8 * 24 * 3_600_000;
+
+/// WhatsApp message ids stored in the last [`REDELIVERY_WINDOW_MS`], oldest
+/// forgotten first (memory stays proportional to a week of traffic).
+#[derive(Debug, Default)]
+struct InboundIds {
+    by_id: HashMap<String, String>,
+    order: std::collections::VecDeque<(Millis, String)>,
+}
+
+impl InboundIds {
+    fn remember(&mut self, whatsapp_id: String, conversation_id: String, at: Millis) {
+        if self.by_id.insert(whatsapp_id.clone(), conversation_id).is_none() {
+            self.order.push_back((at, whatsapp_id));
+        }
+        while let Some((oldest, _)) = self.order.front() {
+            if at.saturating_sub(*oldest) <= REDELIVERY_WINDOW_MS {
+                break;
+            }
+            if let Some((_, id)) = self.order.pop_front() {
+                self.by_id.remove(&id);
+            }
+        }
+    }
+
+    fn conversation_of(&self, whatsapp_id: &str) -> Option<&String> {
+        self.by_id.get(whatsapp_id)
     }
 }
 
@@ -454,17 +494,20 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
             reply_to_whatsapp_id: c.reply_to_whatsapp_id.clone(),
         };
         let key = (c.source_number.clone(), customer.phone.clone());
-        let hint = self
-            .view
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .pairs
-            .get(&key)
-            .copied()
-            .unwrap_or(0);
-        let mut n = hint.saturating_sub(1);
-        while n < MAX_CONVERSATIONS_PER_PAIR {
-            let conversation_id = conversation_id_for(&c.source_number, &customer.phone, n);
+        let (hint, stored_in) = {
+            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+            (
+                view.pairs.get(&key).copied().unwrap_or(0),
+                view.inbound.conversation_of(&c.whatsapp_message_id).cloned(),
+            )
+        };
+        // B4.3: a message already stored (in an open or an ended conversation)
+        // goes back to that conversation, whose decide answers "nothing new".
+        let candidates = stored_in.into_iter().chain(
+            (hint.saturating_sub(1)..MAX_CONVERSATIONS_PER_PAIR)
+                .map(|n| conversation_id_for(&c.source_number, &customer.phone, n)),
+        );
+        for conversation_id in candidates {
             let stream = stream_name(&conversation_id);
             let command = Command::ReceiveCustomerMessage {
                 conversation_id: conversation_id.clone(),
@@ -491,7 +534,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                         done.version,
                     ));
                 }
-                Err(ExecError::Domain(Error::ConversationEnded)) => n += 1,
+                Err(ExecError::Domain(Error::ConversationEnded)) => continue,
                 Err(e) => return Ok(commands::from_exec_error(&e)),
             }
         }

@@ -180,6 +180,9 @@ pub struct ConversationView {
     /// Every agent this conversation was ever offered to (a late accept is the
     /// service's `offer_expired`, not our 403).
     pub offered_ever: BTreeSet<String>,
+    /// Every agent that ever took part (B8.1: it may still read the
+    /// conversation after leaving it, e.g. while writing its wrap-up).
+    pub participated_ever: BTreeSet<String>,
     pub messages: Vec<dto::Message>,
     pub last_customer_sent_at: Option<Millis>,
     pub started_at: Millis,
@@ -200,6 +203,7 @@ impl ConversationView {
             participants: Vec::new(),
             offer: None,
             offered_ever: BTreeSet::new(),
+            participated_ever: BTreeSet::new(),
             messages: Vec::new(),
             last_customer_sent_at: None,
             started_at: at,
@@ -215,9 +219,12 @@ impl ConversationView {
         self.offer.as_ref().is_some_and(|o| o.agent_id == agent_id)
     }
 
-    /// B8.1 + B3.6: participants, and the agent holding the live offer.
+    /// B8.1 + B3.6: participants (present or former, read-only for the
+    /// latter), and the agent holding the live offer.
     pub fn visible_to(&self, agent_id: &str) -> bool {
-        self.is_participant(agent_id) || self.is_offered_to(agent_id)
+        self.is_participant(agent_id)
+            || self.participated_ever.contains(agent_id)
+            || self.is_offered_to(agent_id)
     }
 
     pub fn window_closes_at(&self) -> Option<Millis> {
@@ -724,6 +731,7 @@ impl View {
             }
             E::OfferAccepted(e) => {
                 let kind = conv.offer.take().map(|o| o.kind);
+                conv.participated_ever.insert(e.agent_id.clone());
                 if !conv.is_participant(&e.agent_id) {
                     conv.participants.push(ParticipantView {
                         agent_id: e.agent_id.clone(),

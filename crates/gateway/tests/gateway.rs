@@ -569,6 +569,40 @@ async fn b8_1_agent_cannot_read_or_act_on_another_agents_conversation() {
     assert_eq!((s, &body["owner"]), (200, &json!("bob")));
 }
 
+#[tokio::test]
+async fn b8_1_an_agent_still_reads_a_conversation_it_left_but_cannot_act_on_it() {
+    let env = spawn_gateway().await;
+    env.start_conversation("c1").await;
+    env.offer("c1", "o1", "bob").await;
+    env.accepted("c1", "o1", "bob", "Bob Stone").await;
+    env.conv(
+        "c1",
+        v1::ConversationEnded {
+            conversation_id: "c1".into(),
+            by: None,
+            agent_ids: vec!["bob".into()],
+            at: ts(T0 + 60_000),
+        },
+    )
+    .await;
+    env.applied("conversation-c1", 5).await;
+    // Read-only, e.g. while writing the wrap-up.
+    let (s, body) = env.get("/api/v1/conversations/c1", &bob()).await;
+    assert_eq!((s, &body["state"]), (200, &json!("ended")), "{body}");
+    let (s, b, ct) = env
+        .call(
+            "POST",
+            "/api/v1/conversations/c1/messages",
+            Some(&bob()),
+            Some(json!({"text": "hi"})),
+        )
+        .await;
+    assert_problem(s, &b, &ct, 403, "not_a_participant");
+    // Someone who never took part still may not read it.
+    let (s, b, ct) = env.call("GET", "/api/v1/conversations/c1", Some(&alice()), None).await;
+    assert_problem(s, &b, &ct, 403, "not_a_participant");
+}
+
 // ---- reads ---------------------------------------------------------------------------
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
 };
 
 use eventlog::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
@@ -80,21 +80,45 @@ struct Cached<S> {
     version: Option<u64>,
 }
 
+/// One writer per stream inside a replica: commands on the same aggregate
+/// queue here, so expected-version retries only settle races between replicas
+/// (issue 11.2: contention never fails a command).
+type StreamLocks = Arc<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>;
+
 /// Loads and changes aggregates of one type through an [`EventStore`].
 pub struct Repository<A: Aggregate, S> {
     store: S,
     cache: Arc<Mutex<HashMap<String, Cached<A::State>>>>,
+    writers: StreamLocks,
 }
 
 impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
     fn clone(&self) -> Self {
-        Repository { store: self.store.clone(), cache: self.cache.clone() }
+        Repository {
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            writers: self.writers.clone(),
+        }
     }
 }
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
     pub fn new(store: S) -> Self {
-        Repository { store, cache: Arc::new(Mutex::new(HashMap::new())) }
+        Repository { store, cache: Arc::new(Mutex::new(HashMap::new())), writers: Arc::default() }
+    }
+
+    /// The writer lock of `stream` (created on first use, dropped when unused).
+    fn writer(&self, stream: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lock) = writers.get(stream).and_then(Weak::upgrade) {
+            return lock;
+        }
+        if writers.len() >= CACHED_STREAMS {
+            writers.retain(|_, w| w.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        writers.insert(stream.to_owned(), Arc::downgrade(&lock));
+        lock
     }
 
     pub fn store(&self) -> &S {
@@ -133,6 +157,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         metadata: &EventMetadata,
         mut decide: impl FnMut(&A::State, Option<u64>) -> Result<Vec<A::Event>, A::Error>,
     ) -> Result<Executed<A::State, A::Event>, ExecError<A::Error>> {
+        let writer = self.writer(stream);
+        let _turn = writer.lock().await;
         for attempt in 1..=MAX_ATTEMPTS {
             let (state, version) = self.load(stream).await?;
             let events = decide(&state, version).map_err(ExecError::Domain)?;

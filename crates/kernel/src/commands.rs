@@ -167,6 +167,16 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// Whether the same call may succeed later (B8.3): the bus or a service
+    /// was unreachable, timed out, or answered `unavailable` (event store
+    /// down, contention between replicas). A domain refusal is permanent.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CallError::Refused(e) => e.kind == ErrorKind::Unavailable as i32,
+            CallError::Bus(_) | CallError::Malformed(_) => true,
+        }
+    }
+
     pub fn code(&self) -> &str {
         match self {
             CallError::Refused(e) => &e.code,

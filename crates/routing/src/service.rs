@@ -576,7 +576,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
         .await
         {
             Ok(_) => true,
-            Err(CallError::Refused(e)) => {
+            Err(CallError::Refused(e)) if e.kind != v1::ErrorKind::Unavailable as i32 => {
                 tracing::debug!(code = %e.code, "slot already released");
                 true
             }
@@ -617,7 +617,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
                 Err(CallError::Refused(e)) if e.code == "not_yet_due" => {
                     tokio::time::sleep(SKEW_PAUSE).await;
                 }
-                Err(CallError::Refused(e)) => {
+                Err(CallError::Refused(e)) if e.kind != v1::ErrorKind::Unavailable as i32 => {
                     tracing::debug!(code = %e.code, "nothing left to expire");
                     return true;
                 }
@@ -652,6 +652,7 @@ impl<S: EventStore + Clone + 'static> Shell<S> {
             .await
             {
                 Ok(_) => {}
+                Err(e) if e.is_retryable() => return Outcome::Retry(e.to_string()),
                 Err(CallError::Refused(e)) => {
                     tracing::info!(code = %e.code, agent = %event.agent_id, "RONA not entered")
                 }

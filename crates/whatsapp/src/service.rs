@@ -187,6 +187,7 @@ impl Edge {
         .await
         {
             Ok(c) => c,
+            Err(e) if e.is_retryable() => return Outcome::Retry(e.to_string()),
             Err(CallError::Refused(e)) => return Outcome::Skip(e.message),
             Err(e) => return Outcome::Retry(e.to_string()),
         };
@@ -245,6 +246,7 @@ impl Edge {
         };
         match outcome {
             Ok(()) => Outcome::Done,
+            Err(e) if e.is_retryable() => Outcome::Retry(e.to_string()),
             Err(CallError::Refused(e)) => Outcome::Skip(e.message),
             Err(e) => Outcome::Retry(e.to_string()),
         }
@@ -257,12 +259,14 @@ pub struct BusSink {
     edge: Edge,
 }
 
-fn unavailable(e: CallError) -> SinkError {
-    SinkError::Unavailable(e.to_string())
-}
-
 impl InboundSink for BusSink {
+    /// B8.3: every element is tried (one that fails never holds back the
+    /// rest); a permanent refusal is logged and acknowledged (Meta would send
+    /// it again for ever), a retryable failure makes the whole POST a 5xx so
+    /// Meta delivers it again — which doubles nothing (B4.3, forward-only
+    /// statuses).
     async fn deliver(&self, batch: InboundBatch) -> Result<(), SinkError> {
+        let mut retry: Option<String> = None;
         for message in batch.messages {
             let stored: Result<v1::CustomerMessageStored, _> = commands::call(
                 &self.edge.bus,
@@ -274,11 +278,18 @@ impl InboundSink for BusSink {
             .await;
             match stored {
                 Ok(_) => {}
-                // Refused as malformed: Meta would send it again forever; keep the channel moving.
-                Err(CallError::Refused(e)) => {
-                    tracing::error!(code = %e.code, detail = %e.message, "customer message refused")
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "customer message not stored yet; Meta will retry");
+                    retry.get_or_insert_with(|| e.to_string());
                 }
-                Err(e) => return Err(unavailable(e)),
+                Err(e) => {
+                    tracing::error!(code = %e.code(), detail = %e, "customer message refused");
+                    kernel::metrics::global().add(
+                        "sb_webhook_elements_refused_total",
+                        "kind=\"message\"",
+                        1,
+                    );
+                }
             }
         }
         for status in batch.statuses {
@@ -294,19 +305,29 @@ impl InboundSink for BusSink {
                 .get(&status.whatsapp_message_id)
                 .cloned();
             let Some((conversation_id, message_id)) = known else {
-                // Not recorded yet (the send is still being recorded) or not ours: let Meta retry.
-                return Err(SinkError::Unavailable(format!(
-                    "unknown message {}",
-                    status.whatsapp_message_id
-                )));
+                // A message Switchboard did not send (another app on the same
+                // WhatsApp Business Account): nothing to record (B8.3).
+                tracing::info!(wamid = %status.whatsapp_message_id, "status of a message we did not send; ignored");
+                kernel::metrics::global().add(
+                    "sb_whatsapp_statuses_ignored_total",
+                    "reason=\"unknown_message\"",
+                    1,
+                );
+                continue;
             };
             match self.edge.record(status.to_record(&conversation_id, &message_id)).await {
                 Ok(()) => {}
-                Err(CallError::Refused(e)) => tracing::warn!(code = %e.code, "status refused"),
-                Err(e) => return Err(unavailable(e)),
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "status not recorded yet; Meta will retry");
+                    retry.get_or_insert_with(|| e.to_string());
+                }
+                Err(e) => tracing::warn!(code = %e.code(), detail = %e, "status refused"),
             }
         }
-        Ok(())
+        match retry {
+            Some(why) => Err(SinkError::Unavailable(why)),
+            None => Ok(()),
+        }
     }
 }
 

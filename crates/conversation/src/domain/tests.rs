@@ -129,6 +129,34 @@ fn b4_4_an_ended_conversation_takes_no_more_messages() {
 }
 
 #[test]
+fn b4_3_a_message_redelivered_after_end_is_stored_once_not_refused() {
+    let mut cmds = active();
+    cmds.push(Command::End { by: Actor::Agent("alice".into()), now: T0 + 100 });
+    // Meta re-delivers w1 days later: nothing new, and no refusal that would start a conversation.
+    assert_eq!(given(&cmds).when(receive("w1", T0 + 86_400_000)), Ok(vec![]));
+}
+
+#[test]
+fn b4_1_a_status_after_end_still_counts() {
+    let mut cmds = active();
+    cmds.push(send("alice", "a1", "bye", T0 + 30));
+    cmds.push(Command::End { by: Actor::Agent("alice".into()), now: T0 + 40 });
+    let g = given(&cmds);
+    let sent = Command::RecordStatus {
+        message_id: "a1".into(),
+        status: DeliveryStatus::Sent,
+        whatsapp_message_id: "wamid.1".into(),
+        failure: None,
+        now: T0 + 50,
+    };
+    let state = g.then_state(sent);
+    assert_eq!(state.agent_messages.get("a1"), Some(&DeliveryStatus::Sent));
+    assert_eq!(state.status, Status::Ended);
+    // Other commands are still refused after End.
+    assert_eq!(g.when(send("alice", "a2", "more", T0 + 60)), Err(Error::ConversationEnded));
+}
+
+#[test]
 fn b2_1_offer_carries_queue_and_deadline() {
     let events = given(&[receive("w1", T0)]).when(offer("o1", "alice", T0 + 10)).unwrap();
     let [Event::OfferMade(o)] = events.as_slice() else { panic!("{events:?}") };

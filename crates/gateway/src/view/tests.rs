@@ -292,7 +292,8 @@ fn b6_1_a_conference_accept_adds_the_joined_line_and_leaving_adds_a_left_line() 
     );
     let c = &log.view.conversations["c1"];
     assert_eq!(c.state, dto::ConversationState::Active);
-    assert!(!c.visible_to("bob"));
+    // B8.1: bob no longer takes part, but may still read it (its wrap-up).
+    assert!(!c.is_participant("bob") && c.visible_to("bob"));
     assert_eq!(c.messages.last().unwrap().text, "Bob Stone left the chat");
 }
 
