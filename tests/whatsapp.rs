@@ -286,3 +286,122 @@ async fn b4_inbound_webhook_to_conversation_and_agent_message_out_with_statuses(
         "nothing stored for the refused one"
     );
 }
+
+fn received_ids(events: &[ConversationEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ConversationEvent::CustomerMessageReceived(m) => Some(m.whatsapp_message_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn started(events: &[ConversationEvent]) -> usize {
+    events.iter().filter(|e| matches!(e, ConversationEvent::ConversationStarted(_))).count()
+}
+
+/// Issue 11.2: writes to one conversation are serialized inside the replica,
+/// so 64 messages in flight at once for one conversation are all stored, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b8_3_64_concurrent_customer_messages_to_one_conversation_are_all_stored_once() {
+    let edge = start().await;
+    let secret = Secret::new(SECRET);
+    simulate::customer_text(&edge.webhook, &secret, &customer("wamid.C-first", "hi"))
+        .await
+        .unwrap();
+    let posts = (0..64).map(|i| {
+        let (url, secret) = (edge.webhook.clone(), secret.clone());
+        tokio::spawn(async move {
+            simulate::customer_text(&url, &secret, &customer(&format!("wamid.C{i}"), "more")).await
+        })
+    });
+    let answers = futures_util::future::join_all(posts).await;
+    let refused: Vec<_> = answers.into_iter().filter_map(|a| a.unwrap().err()).collect();
+    assert!(refused.is_empty(), "every POST answered 200: {refused:?}");
+    let events = conversation_events(&edge.cluster).await;
+    let mut ids = received_ids(&events);
+    assert_eq!(ids.len(), 65, "every acknowledged message stored");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 65, "none twice");
+    assert_eq!(started(&events), 1, "one conversation");
+}
+
+/// B4.3 over the whole life of a conversation: a re-delivery after End (and
+/// after a restart of the conversation service) is stored once and starts
+/// nothing; a new message after End does start a new conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b4_3_a_message_redelivered_after_end_and_after_a_restart_is_stored_once() {
+    let mut edge = start().await;
+    let secret = Secret::new(SECRET);
+    let first = customer("wamid.E1", "Hello");
+    simulate::customer_text(&edge.webhook, &secret, &first).await.unwrap();
+    let id = the_conversation(&edge.cluster).await;
+    accept_and_send(&edge, &id, "Hi Maria").await;
+    let _: v1::ConversationSummary = edge
+        .cluster
+        .call(
+            Service::Conversation,
+            verbs::conversation::END,
+            &v1::EndConversation { conversation_id: id.clone(), by: agent_actor("alice") },
+        )
+        .await;
+    simulate::customer_text(&edge.webhook, &secret, &first).await.unwrap();
+    edge.cluster.kill("conversation");
+    edge.cluster.start_service("conversation").await;
+    simulate::customer_text(&edge.webhook, &secret, &first).await.unwrap();
+    let events = conversation_events(&edge.cluster).await;
+    assert_eq!(received_ids(&events), ["wamid.E1"], "stored once");
+    assert_eq!(started(&events), 1, "the re-delivery started nothing");
+    // A genuinely new message after End starts the next conversation.
+    simulate::customer_text(&edge.webhook, &secret, &customer("wamid.E2", "again")).await.unwrap();
+    let events = conversation_events(&edge.cluster).await;
+    assert_eq!(started(&events), 2);
+    assert_eq!(received_ids(&events), ["wamid.E1", "wamid.E2"]);
+}
+
+/// B8.3: with the event store down the webhook answers 5xx (Meta delivers
+/// again), never 200 for a message it did not store; once the store is back
+/// the re-delivery is stored once. A status of a message Switchboard never
+/// sent is acknowledged (200), not a 503 that would hold back the POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b8_3_webhook_answers_5xx_while_the_store_is_down_and_stores_the_redelivery_once() {
+    let mut edge = start().await;
+    let secret = Secret::new(SECRET);
+    let message = customer("wamid.S1", "is anyone there?");
+    edge.cluster.kill_store();
+    match simulate::customer_text(&edge.webhook, &secret, &message).await {
+        Err(simulate::PostError::Refused { status, .. }) => {
+            assert!(status >= 500, "retryable failure answered {status}")
+        }
+        other => panic!("expected a 5xx while the store is down, got {other:?}"),
+    }
+    edge.cluster.start_store();
+    eventually("the re-delivery stored", || async {
+        simulate::customer_text(&edge.webhook, &secret, &message).await.ok()
+    })
+    .await;
+    simulate::customer_text(&edge.webhook, &secret, &message).await.unwrap();
+    let events = conversation_events(&edge.cluster).await;
+    assert_eq!(received_ids(&events), ["wamid.S1"]);
+
+    let foreign = simulate::status_value(
+        &BusinessNumber { phone_number_id: "pn-1".into(), display_phone_number: BUSINESS.into() },
+        &[simulate::StatusUpdate {
+            whatsapp_message_id: "wamid.SENT-BY-ANOTHER-APP".into(),
+            status: "delivered".into(),
+            recipient_id: "15551234567".into(),
+            timestamp: T0 / 1000,
+            error: None,
+        }],
+    );
+    simulate::post_signed(
+        &reqwest::Client::new(),
+        &edge.webhook,
+        &secret,
+        simulate::wire_bytes(&foreign),
+    )
+    .await
+    .unwrap();
+}
