@@ -71,6 +71,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/conversations/{id}/leave", post(leave))
         .route("/api/v1/conversations/{id}/end", post(end))
         .route("/api/v1/conversations/{id}/wrapup", post(submit_wrapup))
+        .route("/api/v1/stats/queues", get(crate::stats_api::queues))
+        .route("/api/v1/stats/agents", get(crate::stats_api::agents))
         .route("/api/v1/me", get(me))
         .route("/api/v1/me/state", put(put_my_state))
         .route("/api/v1/me/offers", get(my_offers))

@@ -26,6 +26,8 @@ pub mod dto;
 pub mod openapi;
 pub mod problem;
 pub mod sessions;
+pub mod stats;
+pub mod stats_api;
 pub mod view;
 pub mod ws;
 
@@ -132,6 +134,8 @@ pub struct Shared {
     pub bus: Bus,
     pub clock: Clock,
     view: RwLock<view::View>,
+    /// B9.4 reporting projection, fed the same events as `view`.
+    report: RwLock<stats::Stats>,
     /// Events applied so far; read-your-writes waiters watch it.
     progress: watch::Sender<u64>,
     pub hub: ws::Hub,
@@ -155,6 +159,7 @@ impl Shared {
         let started = clock.now();
         Shared {
             view: RwLock::new(view::View::new(config.ws_ring_frames)),
+            report: RwLock::new(stats::Stats::default()),
             progress: watch::Sender::new(0),
             hub: ws::Hub::default(),
             sessions: sessions::Sessions::new(started),
@@ -172,6 +177,11 @@ impl Shared {
         self.view.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The B9.4 statistics projection.
+    pub fn report(&self) -> RwLockReadGuard<'_, stats::Stats> {
+        self.report.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn view_mut(&self) -> RwLockWriteGuard<'_, view::View> {
         self.view.write().unwrap_or_else(|p| p.into_inner())
     }
@@ -180,6 +190,7 @@ impl Shared {
     /// (under the write lock, so a WebSocket registering under the read lock
     /// sees each frame either in its replay or live, never both or neither).
     pub fn apply(&self, event: &RecordedEvent) {
+        self.report.write().unwrap_or_else(|p| p.into_inner()).apply(event);
         let applied = {
             let mut view = self.view_mut();
             let frames = view.apply(event);
