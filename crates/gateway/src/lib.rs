@@ -25,6 +25,7 @@ pub mod desktop;
 pub mod dto;
 pub mod openapi;
 pub mod problem;
+pub mod replay;
 pub mod sessions;
 pub mod stats;
 pub mod stats_api;
@@ -136,6 +137,8 @@ pub struct Shared {
     view: RwLock<view::View>,
     /// B9.4 reporting projection, fed the same events as `view`.
     report: RwLock<stats::Stats>,
+    /// B9.5: the event-store client, for reading one conversation's stream.
+    pub streams: std::sync::OnceLock<Arc<dyn replay::StreamReader>>,
     /// Events applied so far; read-your-writes waiters watch it.
     progress: watch::Sender<u64>,
     pub hub: ws::Hub,
@@ -160,6 +163,7 @@ impl Shared {
         Shared {
             view: RwLock::new(view::View::new(config.ws_ring_frames)),
             report: RwLock::new(stats::Stats::default()),
+            streams: std::sync::OnceLock::new(),
             progress: watch::Sender::new(0),
             hub: ws::Hub::default(),
             sessions: sessions::Sessions::new(started),
@@ -267,6 +271,7 @@ impl<S: EventStore + Clone + 'static> Gateway<S> {
     ) -> std::io::Result<Gateway<S>> {
         let listener = TcpListener::bind(config.listen).await?;
         let shared = Arc::new(Shared::new(config, bus, clock));
+        let _ = shared.streams.set(Arc::new(store.clone()));
         let mut readiness = vec![shared.ready.clone()];
         readiness.extend(options.readiness);
         let mut router = api::router(shared.clone())

@@ -24,7 +24,7 @@ use crate::{api, dto, problem, ws};
         api::list_conversations, api::reassign, api::me, api::put_my_state, api::my_offers,
         api::my_wrapups, api::get_conversation, api::accept, api::send_message, api::transfer,
         api::conference, api::end_conference, api::leave, api::end, api::submit_wrapup, ws::handler,
-        crate::stats_api::queues, crate::stats_api::agents,
+        crate::stats_api::queues, crate::stats_api::agents, crate::replay::events,
     ),
     components(schemas(problem::Problem, dto::Queue, dto::Agent, dto::Presence, dto::Offer, dto::Conversation, dto::Message)),
     modifiers(&Bearer),
