@@ -272,3 +272,197 @@ async fn b9_4_statistics_come_from_the_log_and_a_restart_rebuilds_the_same_figur
     assert_eq!(queues_after, queues, "queue figures after a restart");
     assert_eq!(agents_after, agents, "agent figures after a restart");
 }
+
+/// B9.5: c9 started at T0 with a customer message, offered to alice (+2 s),
+/// accepted (+10 s), alice writes (+20 s), delivered (+25 s), ended (+60 s).
+async fn replay_story(log: &HttpEventStore) {
+    let id = "c9";
+    conv(
+        log,
+        id,
+        v1::ConversationStarted { conversation_id: id.into(), at: ts(T0), ..Default::default() },
+    )
+    .await;
+    conv(
+        log,
+        id,
+        v1::ConversationQueued {
+            conversation_id: id.into(),
+            queue_id: "support".into(),
+            queue_name: "Support".into(),
+            queued_since: ts(T0),
+            at: ts(T0),
+            ..Default::default()
+        },
+    )
+    .await;
+    conv(
+        log,
+        id,
+        v1::CustomerMessageReceived {
+            conversation_id: id.into(),
+            message_id: "in1".into(),
+            text: "Hello, my order is late".into(),
+            sent_at: ts(T0),
+            received_at: ts(T0),
+            ..Default::default()
+        },
+    )
+    .await;
+    conv(
+        log,
+        id,
+        v1::OfferMade {
+            conversation_id: id.into(),
+            offer_id: "o9".into(),
+            agent_id: "alice".into(),
+            queue_id: "support".into(),
+            offered_at: ts(T0 + 2_000),
+            expires_at: ts(T0 + 32_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    conv(
+        log,
+        id,
+        v1::OfferAccepted {
+            conversation_id: id.into(),
+            offer_id: "o9".into(),
+            agent_id: "alice".into(),
+            agent_name: "Alice Smith".into(),
+            at: ts(T0 + 10_000),
+        },
+    )
+    .await;
+    conv(
+        log,
+        id,
+        v1::AgentMessageAdded {
+            conversation_id: id.into(),
+            message_id: "out1".into(),
+            agent_id: "alice".into(),
+            agent_name: "Alice Smith".into(),
+            text: "Let me check".into(),
+            at: ts(T0 + 20_000),
+        },
+    )
+    .await;
+    conv(
+        log,
+        id,
+        v1::MessageStatusChanged {
+            conversation_id: id.into(),
+            message_id: "out1".into(),
+            status: v1::DeliveryStatus::Delivered as i32,
+            at: ts(T0 + 25_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    conv(
+        log,
+        id,
+        v1::ConversationEnded {
+            conversation_id: id.into(),
+            agent_ids: vec!["alice".into()],
+            at: ts(T0 + 60_000),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+fn outbound_status(c: &Value) -> Option<String> {
+    c["messages"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == "out1")
+        .and_then(|m| m["status"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn b9_5_a_conversation_is_shown_as_it_stood_at_several_moments() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = eventlog::server::Server::bind(eventlog::server::ServerConfig {
+        data_dir: dir.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth: eventlog::server::Auth::default(),
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let log =
+        HttpEventStore::new(HttpEventStoreConfig::new(&url).with_credentials("admin", "changeit"))
+            .unwrap();
+    let clock = Clock::manual(T0 + 100_000);
+    let gw = start_gateway(&nats, &log, &clock).await;
+    replay_story(&log).await;
+    let sup = token("sup", Role::Supervisor);
+    // The live view has caught up when the conversation reads `ended`.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, c) = get(&gw.base, "/api/v1/conversations/c9", &sup).await;
+        if status == 200 && c["state"] == "ended" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the live view never showed c9 ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at = |t: &str| format!("/api/v1/conversations/c9?asOf=2025-11-24T16:00:{t}.000Z");
+
+    let (status, body) =
+        get(&gw.base, "/api/v1/conversations/c9?asOf=2025-11-24T15:59:59.000Z", &sup).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("conversation_not_found")),
+        "before it started"
+    );
+
+    let (status, c) = get(&gw.base, &at("05"), &sup).await;
+    assert_eq!(status, 200);
+    assert_eq!(c["state"], "offered");
+    assert_eq!(c["participants"].as_array().map(Vec::len), Some(0));
+    assert_eq!(c["messages"].as_array().map(Vec::len), Some(1));
+
+    let (_, c) = get(&gw.base, &at("21"), &sup).await;
+    assert_eq!(c["state"], "active");
+    assert_eq!(c["participants"][0]["agentId"], "alice");
+    assert_eq!(outbound_status(&c).as_deref(), Some("pending"));
+
+    let (_, c) = get(&gw.base, &at("30"), &sup).await;
+    assert_eq!(c["state"], "active");
+    assert_eq!(outbound_status(&c).as_deref(), Some("delivered"));
+
+    let (_, c) =
+        get(&gw.base, "/api/v1/conversations/c9?asOf=2025-11-24T16:01:00.000Z", &sup).await;
+    assert_eq!(c["state"], "ended");
+
+    // The events, oldest first, with their positions.
+    let (status, events) = get(&gw.base, "/api/v1/conversations/c9/events", &sup).await;
+    assert_eq!(status, 200);
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 8);
+    assert_eq!(events[0]["eventType"], "ConversationStarted");
+    assert_eq!(events[7]["eventType"], "ConversationEnded");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["streamPosition"].as_u64(), Some(i as u64));
+    }
+
+    // B8.1: a former participant reads; another agent does not.
+    let alice = token("alice", Role::Agent);
+    let (status, _) = get(&gw.base, &at("21"), &alice).await;
+    assert_eq!(status, 200, "alice took part");
+    let bob = token("bob", Role::Agent);
+    let (status, body) = get(&gw.base, &at("21"), &bob).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("not_a_participant")));
+    let (status, _) = get(&gw.base, "/api/v1/conversations/c9/events", &bob).await;
+    assert_eq!(status, 403);
+    let (status, body) = get(&gw.base, "/api/v1/conversations/c9?asOf=noon", &sup).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_time")));
+}
