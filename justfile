@@ -13,8 +13,21 @@ dev *ARGS: ensure-nats-server
     cargo run -p switchboard -- dev {{ARGS}}
 
 # Format check, clippy with -D warnings, and every test (needs nats-server; installed when missing).
-test: ensure-nats-server lint
+test: ensure-nats-server lint test-browser
     cargo test --workspace --all-targets --no-fail-fast
+
+# The agent desktop in Debian's chromium (playwright-core) against a real `switchboard dev` on free ports; screenshots in target/browser-test-output/.
+test-browser: ensure-nats-server
+    #!/usr/bin/env bash
+    set -euo pipefail
+    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    if [ ! -x /usr/bin/chromium ]; then
+        $sudo_cmd apt-get update -qq
+        $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    fi
+    [ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund)
+    cargo build -p switchboard
+    tests/browser/run.sh
 
 # Formatting and clippy, warnings are errors.
 lint:
