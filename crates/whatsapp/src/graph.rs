@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Secret;
-use crate::inbound::bare_digits;
+use crate::inbound::send_to;
 
 /// Meta's limit for a text body, in characters (Unicode scalar values, B4.2).
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -205,7 +205,7 @@ pub fn text_request_body(msg: &OutboundText) -> Value {
     let req = TextRequest {
         messaging_product: "whatsapp",
         recipient_type: "individual",
-        to: bare_digits(&msg.to),
+        to: send_to(&msg.to),
         r#type: "text",
         text: TextBody { preview_url: false, body: &msg.body },
         context: msg.reply_to_whatsapp_id.as_deref().map(|message_id| Context { message_id }),

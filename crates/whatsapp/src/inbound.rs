@@ -101,6 +101,21 @@ pub enum ParseError {
     NotJson(#[from] serde_json::Error),
     #[error("webhook body is not a JSON object")]
     NotAnObject,
+    /// Signed, JSON, but not the shape of a Cloud API notification (B8.3:
+    /// answered 400 so that it shows in Meta's dashboard).
+    #[error("webhook body is not a notification: {0}")]
+    Shape(&'static str),
+}
+
+/// Limits on webhook fields, from WhatsApp's own: a wamid is a base64 blob of
+/// well under 256 characters, a BSUID at most 256, a phone number at most 15
+/// digits (E.164; 20 with formatting), a text body (or caption) 4096 characters, a profile name or username 256. An element over a limit is not from
+/// WhatsApp: it is skipped (logged, counted), never stored.
+pub mod limits {
+    pub const ID: usize = 256;
+    pub const PHONE: usize = 20;
+    pub const TEXT: usize = 4096;
+    pub const NAME: usize = 256;
 }
 
 /// Parses a Cloud API webhook body. Never panics; see the module docs for
@@ -110,8 +125,17 @@ pub fn parse_notification(body: &[u8]) -> Result<InboundBatch, ParseError> {
     if !root.is_object() {
         return Err(ParseError::NotAnObject);
     }
+    let Some(entries) = root.get("entry").and_then(Value::as_array) else {
+        return Err(ParseError::Shape("`entry` must be an array"));
+    };
     let mut batch = InboundBatch::default();
-    for entry in array(&root, "entry") {
+    for entry in entries {
+        if !entry.is_object() {
+            return Err(ParseError::Shape("every `entry` must be an object"));
+        }
+        if entry.get("changes").is_some_and(|c| !c.is_array()) {
+            return Err(ParseError::Shape("`changes` must be an array"));
+        }
         for change in array(entry, "changes") {
             // Other subscribed fields (account_update, template status, …)
             // carry no customer messages.
@@ -172,6 +196,12 @@ fn customer_message(
     if id.is_empty() {
         return Err("message has no id");
     }
+    if id.chars().count() > limits::ID
+        || business_number.chars().count() > limits::PHONE
+        || phone_number_id.chars().count() > limits::ID
+    {
+        return Err("a message or business number id is longer than WhatsApp's");
+    }
     let from = string(m, "from");
     // The contact for this sender; a payload with one contact names it alone.
     let contact = contacts
@@ -179,20 +209,34 @@ fn customer_message(
         .find(|c| !from.is_empty() && string(c, "wa_id") == from)
         .or_else(|| if contacts.len() == 1 { contacts.first() } else { None });
     let wa_id = contact.map(|c| string(c, "wa_id")).filter(|w| !w.is_empty()).unwrap_or(from);
-    let phone = e164(wa_id);
-    if phone.is_empty() {
-        // BSUID-only senders (reference §4.6) cannot be answered by number yet.
-        return Err("message has no sender number");
+    if wa_id.chars().count() > limits::PHONE {
+        return Err("the sender's number is longer than WhatsApp's");
     }
-    let name = contact
-        .and_then(|c| c.get("profile"))
-        .map(|p| string(p, "name"))
-        .unwrap_or_default()
-        .to_owned();
+    let profile = contact.and_then(|c| c.get("profile")).unwrap_or(&Value::Null);
+    // B4.7: without a number (usernames, reference §4.6) the customer is
+    // known by the business-scoped user id, which is also where replies go.
+    let bsuid = first_non_empty(&[
+        contact.map(|c| string(c, "user_id")).unwrap_or_default(),
+        string(m, "from_user_id"),
+    ]);
+    let phone = match e164(wa_id) {
+        number if !number.is_empty() => number,
+        _ if !bsuid.is_empty() && bsuid.chars().count() <= limits::ID => bsuid.to_owned(),
+        _ => return Err("message names no sender (no wa_id, from or user id)"),
+    };
+    let name = first_non_empty(&[string(profile, "name"), string(profile, "username")]);
+    if name.chars().count() > limits::NAME {
+        return Err("the sender's profile name is longer than WhatsApp's");
+    }
+    let name = name.to_owned();
 
     let type_name = string(m, "type");
     let body = m.get(type_name).filter(|_| !type_name.is_empty()).unwrap_or(&Value::Null);
     let content = content(type_name, body);
+    if content.text.chars().count() > limits::TEXT || content.media_id.chars().count() > limits::ID
+    {
+        return Err("a text, caption or media id is longer than WhatsApp's");
+    }
     let context_id = string(m.get("context").unwrap_or(&Value::Null), "id");
     let reply_to = if content.reply_to.is_empty() { context_id } else { content.reply_to };
 
@@ -358,6 +402,13 @@ fn status(
 pub fn e164(wa_id: &str) -> String {
     let digits: String = wa_id.chars().filter(char::is_ascii_digit).collect();
     if digits.is_empty() { String::new() } else { format!("+{digits}") }
+}
+
+/// Where a send goes: the bare digits of a number (`+44 7700-900123` →
+/// `447700900123`), or a business-scoped user id as it is (B4.7).
+pub fn send_to(customer: &str) -> String {
+    let is_number = customer.chars().all(|c| c.is_ascii_digit() || "+-() ".contains(c));
+    if is_number { bare_digits(customer) } else { customer.to_owned() }
 }
 
 /// The bare digits WhatsApp uses for a number (`+44 7700-900123` → `447700900123`).

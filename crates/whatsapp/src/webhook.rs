@@ -139,6 +139,11 @@ async fn notification<S: InboundSink>(
     };
     for skipped in &batch.skipped {
         tracing::warn!(kind = skipped.kind, id = %skipped.whatsapp_message_id, reason = skipped.reason, "webhook element skipped");
+        kernel::metrics::global().add(
+            "sb_webhook_elements_skipped_total",
+            &format!("kind=\"{}\"", skipped.kind),
+            1,
+        );
     }
     for error in &batch.errors {
         tracing::warn!(code = error.code, title = %error.title, details = %error.details, phone_number_id = %error.phone_number_id, "whatsapp reported an error");

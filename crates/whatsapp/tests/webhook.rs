@@ -510,7 +510,19 @@ async fn webhook_answers_200_only_after_the_sink_succeeded() {
 #[tokio::test]
 async fn signed_malformed_json_is_400_and_nothing_delivered() {
     let mut server = WebhookServer::start().await;
-    for body in [&b"{not json"[..], b"[1,2,3]", b"\"entry\"", b"", b"\xff\xfe\x00"] {
+    for body in [
+        &b"{not json"[..],
+        b"[1,2,3]",
+        b"\"entry\"",
+        b"",
+        b"\xff\xfe\x00",
+        // B8.3 / issue 11.7: signed JSON of the wrong shape shows in Meta's dashboard.
+        br#"{"object":"whatsapp_business_account","entry":"oops"}"#,
+        br#"{"entry":{"weird":true}}"#,
+        br#"{"entry":[1]}"#,
+        br#"{"entry":[{"changes":"x"}]}"#,
+        br#"{"object":"whatsapp_business_account"}"#,
+    ] {
         let r = server.post(body, Some(APP_SECRET)).await;
         assert_eq!(r.status(), 400, "{body:?}");
     }
@@ -523,7 +535,6 @@ async fn signed_payload_with_nothing_for_us_is_200_without_a_delivery() {
     for body in [
         &br#"{"object":"whatsapp_business_account","entry":[]}"#[..],
         br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"account_update","value":{"event":"X"}}]}]}"#,
-        br#"{"entry":{"weird":true}}"#,
     ] {
         let r = server.post(body, Some(APP_SECRET)).await;
         assert_eq!(r.status(), 200);
@@ -582,4 +593,48 @@ async fn b4_3_concurrent_duplicate_deliveries_each_reach_the_sink_which_dedups()
     let ids: Vec<String> =
         server.drain().into_iter().map(|b| b.messages[0].whatsapp_message_id.clone()).collect();
     assert_eq!(ids, vec!["wamid.DUP".to_owned(); 4]);
+}
+
+/// Issue 11.7: fields longer than WhatsApp's own limits are not stored; the
+/// rest of the POST is.
+#[tokio::test]
+async fn b8_3_fields_over_whatsapps_limits_are_skipped_and_the_rest_delivered() {
+    let mut server = WebhookServer::start().await;
+    let message = |id: &str, from: &str, body: &str| json!({ "from": from, "id": id, "timestamp": "1761739400", "type": "text", "text": { "body": body } });
+    let value = |display: &str, messages: Vec<serde_json::Value>| {
+        json!({ "field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": { "display_phone_number": display, "phone_number_id": "pn-1" },
+        "messages": messages } })
+    };
+    let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "1", "changes": [
+        value(&"5".repeat(5000), vec![message("wamid.long-number", "15551234567", "hi")]),
+        value("15550001111", vec![
+            message(&"w".repeat(20_000), "15551234567", "hi"),
+            message("wamid.long-from", &"1".repeat(300), "hi"),
+            message("wamid.long-text", "15551234567", &"x".repeat(4097)),
+            message("wamid.ok", "15551234567", &"y".repeat(4096)),
+        ]),
+    ]}]});
+    let batch = deliver_ok(&mut server, body.to_string().as_bytes()).await;
+    let ids: Vec<_> = batch.messages.iter().map(|m| m.whatsapp_message_id.as_str()).collect();
+    assert_eq!(ids, ["wamid.ok"]);
+    assert_eq!(batch.skipped.len(), 4, "{:?}", batch.skipped);
+}
+
+/// B4.7: a customer with a username and no number (reference §4.6) is known
+/// by the business-scoped user id, named by the profile (or username).
+#[tokio::test]
+async fn b4_7_a_bsuid_only_customer_is_delivered_keyed_by_the_user_id() {
+    let mut server = WebhookServer::start().await;
+    let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "1", "changes": [{ "field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": { "display_phone_number": "15550001111", "phone_number_id": "pn-1" },
+        "contacts": [{ "profile": { "username": "@maria" }, "wa_id": "", "user_id": "US.1234567890ABCDEF" }],
+        "messages": [{ "from": "", "from_user_id": "US.1234567890ABCDEF", "id": "wamid.B1", "timestamp": "1761739400", "type": "text", "text": { "body": "hola" } }]
+    }}]}]});
+    let batch = deliver_ok(&mut server, body.to_string().as_bytes()).await;
+    assert_eq!(customer(&batch.messages[0]), ("@maria", "US.1234567890ABCDEF"));
+    assert_eq!(whatsapp::inbound::send_to("US.1234567890ABCDEF"), "US.1234567890ABCDEF");
+    assert_eq!(whatsapp::inbound::send_to("+1 555 123-4567"), "15551234567");
 }
