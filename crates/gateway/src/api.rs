@@ -778,7 +778,7 @@ fn not_found_conversation(id: &str) -> Problem {
 
 /// A conversation with its transcript: participants, the agent it is offered
 /// to (B3.6) and supervisors.
-#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "agent", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "agent", params(("id" = String, Path), crate::replay::AsOfQuery),
     responses((status = 200, body = dto::Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn get_conversation(

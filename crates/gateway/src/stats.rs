@@ -27,10 +27,18 @@ pub const MAX_FACTS: usize = 1_000_000;
 #[derive(Debug, Clone, PartialEq)]
 enum Kind {
     Offered,
-    Accepted { speed_ms: Millis },
+    /// Speed of answer only for an answer out of the queue (not a transfer or conference join).
+    Accepted {
+        speed_ms: Option<Millis>,
+    },
     Rona,
-    Handled { ms: Millis },
-    Wrapup { ms: Option<Millis>, reason: String },
+    Handled {
+        ms: Millis,
+    },
+    Wrapup {
+        ms: Option<Millis>,
+        reason: String,
+    },
     Transfer,
     Conference,
 }
@@ -124,8 +132,10 @@ impl Acc {
             Kind::Offered => self.f.offered += 1,
             Kind::Accepted { speed_ms } => {
                 self.f.accepted += 1;
-                self.speed.0 += speed_ms;
-                self.speed.1 += 1;
+                if let Some(ms) = speed_ms {
+                    self.speed.0 += ms;
+                    self.speed.1 += 1;
+                }
             }
             Kind::Rona => self.f.rona += 1,
             Kind::Handled { ms } => {
@@ -257,12 +267,11 @@ impl Stats {
                 let c = self.conversations.entry(e.conversation_id).or_default();
                 c.offers.remove(&e.offer_id);
                 c.joined.insert(e.agent_id.clone(), at);
-                let speed_ms = c.queued_since.map_or(0, |q| at - q);
                 let queue = c.queue.clone();
                 let was_waiting = std::mem::replace(&mut c.waiting, false);
-                // Only a first answer out of the queue counts for speed of answer;
-                // a conference join is still an acceptance.
-                let speed_ms = if was_waiting { speed_ms } else { 0 };
+                // Only an answer out of the queue counts for speed of answer; a
+                // transfer or conference join is still an acceptance.
+                let speed_ms = c.queued_since.filter(|_| was_waiting).map(|q| at - q);
                 self.push(at, &queue, &e.agent_id, Kind::Accepted { speed_ms });
             }
             E::OfferWithdrawn(e) => {

@@ -266,3 +266,34 @@ fn b9_4_the_stats_module_is_pure() {
         assert!(!source.contains(banned), "stats.rs must not mention `{banned}`");
     }
 }
+
+#[test]
+fn b9_4_a_transfer_acceptance_counts_but_does_not_lower_the_speed_of_answer() {
+    let mut s = Stats::default();
+    queued(&mut s, "c1", T0);
+    offer(&mut s, "c1", "o1", "alice", T0 + 1_000);
+    let accepted = |offer: &str, agent: &str, at: Millis| v1::OfferAccepted {
+        conversation_id: "c1".into(),
+        offer_id: offer.into(),
+        agent_id: agent.into(),
+        at: ts(at),
+        ..Default::default()
+    };
+    conv(&mut s, accepted("o1", "alice", T0 + 10_000));
+    conv(
+        &mut s,
+        v1::ParticipantLeft {
+            conversation_id: "c1".into(),
+            agent_id: "alice".into(),
+            at: ts(T0 + 20_000),
+            ..Default::default()
+        },
+    );
+    offer(&mut s, "c1", "o2", "bob", T0 + 20_000);
+    conv(&mut s, accepted("o2", "bob", T0 + 25_000));
+    let q = &s.queues(0, T0 + 30_000, T0 + 30_000)[0];
+    assert_eq!((q.figures.offered, q.figures.accepted), (2, 2));
+    assert_eq!(q.figures.avg_speed_of_answer_secs, Some(10.0), "only the answer out of the queue");
+    assert_eq!(q.figures.avg_handle_secs, Some(10.0), "alice, from accept to leave");
+    assert_eq!(q.waiting, 0);
+}
