@@ -77,6 +77,9 @@ pub struct Stats {
     /// wrapup id → (since, conversation).
     owed: HashMap<String, (Millis, String)>,
     facts: std::collections::VecDeque<Fact>,
+    /// Ended conversations, oldest first; beyond [`crate::view::MAX_ENDED_CONVERSATIONS`]
+    /// the oldest is forgotten (its facts stay).
+    ended: std::collections::VecDeque<String>,
 }
 
 /// Figures for one queue (GATEWAY-API.md `GET /api/v1/stats/queues`).
@@ -319,7 +322,13 @@ impl Stats {
                 }
                 // Kept (not waiting) so late wrap-ups still find their queue.
                 c.waiting = false;
+                self.ended.push_back(e.conversation_id.clone());
                 self.conversations.insert(e.conversation_id, c);
+                if self.ended.len() > crate::view::MAX_ENDED_CONVERSATIONS
+                    && let Some(oldest) = self.ended.pop_front()
+                {
+                    self.conversations.remove(&oldest);
+                }
             }
             _ => {}
         }
