@@ -195,6 +195,11 @@ impl Stats {
         }
     }
 
+    /// The queue a conversation is in or was last in (empty when unknown).
+    fn queue_of(&self, conversation_id: &str) -> String {
+        self.conversations.get(conversation_id).map(|c| c.queue.clone()).unwrap_or_default()
+    }
+
     fn push(&mut self, at: Millis, queue: &str, agent: &str, kind: Kind) {
         if self.facts.len() == MAX_FACTS {
             self.facts.pop_front();
@@ -233,11 +238,7 @@ impl Stats {
             E::WrapupSubmitted(e) => {
                 let at = ts(e.at.as_ref(), fallback);
                 let owed = self.owed.remove(&e.wrapup_id);
-                let queue = self
-                    .conversations
-                    .get(&e.conversation_id)
-                    .map(|c| c.queue.clone())
-                    .unwrap_or_default();
+                let queue = self.queue_of(&e.conversation_id);
                 let ms = owed.map(|(since, _)| at - since);
                 self.push(at, &queue, &e.agent_id, Kind::Wrapup { ms, reason: e.reason_code });
             }
@@ -288,20 +289,12 @@ impl Stats {
             }
             E::TransferRequested(e) => {
                 let at = ts(e.at.as_ref(), fallback);
-                let queue = self
-                    .conversations
-                    .get(&e.conversation_id)
-                    .map(|c| c.queue.clone())
-                    .unwrap_or_default();
+                let queue = self.queue_of(&e.conversation_id);
                 self.push(at, &queue, &e.from_agent_id, Kind::Transfer);
             }
             E::ConferenceRequested(e) => {
                 let at = ts(e.at.as_ref(), fallback);
-                let queue = self
-                    .conversations
-                    .get(&e.conversation_id)
-                    .map(|c| c.queue.clone())
-                    .unwrap_or_default();
+                let queue = self.queue_of(&e.conversation_id);
                 self.push(at, &queue, &e.by_agent_id, Kind::Conference);
             }
             E::ParticipantLeft(e) => {
